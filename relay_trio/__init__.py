@@ -1,0 +1,52 @@
+"""relay-trio: a distributed task queue on Redis for Trio.
+
+Layers, bottom up: ``job`` and ``keys`` (the model and its Redis layout, no
+I/O) → ``redis_io`` (the one place Redis calls cross into threads) → ``broker``
+(every queue operation, one Lua script per state change). The worker runtime,
+the hub and the server stand on the broker; ``cli`` wires them and nothing
+imports it.
+"""
+
+from ._errors import (
+    DuplicateJob,
+    EmbeddedRedisError,
+    InvalidInput,
+    JobNotFound,
+    RedisCommandError,
+    RedisUnavailable,
+    RelayError,
+)
+from .broker import (
+    Broker,
+    Claim,
+    EnqueueResult,
+    NackResult,
+    QueueStats,
+    RateLimit,
+    ReapResult,
+    open_broker,
+)
+from .job import Job, JobSpec, JobState
+from .redis_io import RedisIO
+
+__all__ = [
+    "Broker",
+    "Claim",
+    "DuplicateJob",
+    "EmbeddedRedisError",
+    "EnqueueResult",
+    "InvalidInput",
+    "Job",
+    "JobNotFound",
+    "JobSpec",
+    "JobState",
+    "NackResult",
+    "QueueStats",
+    "RateLimit",
+    "ReapResult",
+    "RedisCommandError",
+    "RedisIO",
+    "RedisUnavailable",
+    "RelayError",
+    "open_broker",
+]

@@ -1,0 +1,73 @@
+"""The exception tree of relay-trio.
+
+Every error the package raises derives from :class:`RelayError`; errors of the
+libraries underneath (redis-py, the operating system) are mapped to one of these
+and chained (``raise ... from exc``), never leaked::
+
+    RelayError
+    ├── InvalidInput        bad input to the broker or a client; nothing was written
+    │                       (also a ValueError)
+    ├── JobNotFound         the job (or DLQ entry) named does not exist
+    ├── DuplicateJob        an idempotency key already names a job; carries its id
+    ├── RedisUnavailable    Redis could not be reached, or did not answer in time
+    ├── RedisCommandError   Redis answered with an error (a bug or a foreign key)
+    └── EmbeddedRedisError  the private redis-server could not be found or started
+"""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    """Base class of every error raised by relay-trio."""
+
+
+class InvalidInput(RelayError, ValueError):
+    """Input was rejected before anything was written to Redis.
+
+    ``field`` names the offending argument (``"queue"``, ``"priority"``, ...).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class JobNotFound(RelayError, LookupError):
+    """The job named by ``queue`` and ``job_id`` does not exist where it was looked for."""
+
+    def __init__(self, queue: str, job_id: str, where: str = "queue") -> None:
+        super().__init__(f"job {job_id} not found in {where} of queue {queue!r}")
+        self.queue = queue
+        self.job_id = job_id
+        self.where = where
+
+
+class DuplicateJob(RelayError):
+    """An idempotency key is already taken; ``existing_id`` is the job that won it."""
+
+    def __init__(self, queue: str, idempotency_key: str, existing_id: str) -> None:
+        super().__init__(
+            f"idempotency key {idempotency_key!r} of queue {queue!r} "
+            f"already names job {existing_id}"
+        )
+        self.queue = queue
+        self.idempotency_key = idempotency_key
+        self.existing_id = existing_id
+
+
+class RedisUnavailable(RelayError, ConnectionError):
+    """Redis could not be reached or did not answer within the socket timeout.
+
+    For a command that may have run (a timeout after sending), the caller cannot
+    know whether it took effect; relay-trio's delivery guarantees still hold
+    because every state change is one atomic script and jobs are leased.
+    """
+
+
+class RedisCommandError(RelayError):
+    """Redis answered a command with an error reply."""
+
+
+class EmbeddedRedisError(RelayError):
+    """The private redis-server could not be found or did not start."""

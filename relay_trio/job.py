@@ -1,0 +1,243 @@
+"""The job model, its validation and its Redis encoding. No I/O happens here.
+
+A job lives in one Redis hash (``P:{queue}:job:<id>``) whose fields are the
+names in :data:`HASH_FIELDS`. The broker's scripts read and write the same
+fields; this module is the only Python code that knows their encoding.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ._errors import InvalidInput
+
+QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+PRIORITY_MIN, PRIORITY_MAX = 0, 255
+DEFAULT_PRIORITY = 0
+DEFAULT_MAX_RETRIES = 5
+MAX_RETRIES_LIMIT = 1000
+MAX_IDEMPOTENCY_KEY_LEN = 256
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_DELAY_MS = 366 * 24 * 3600 * 1000  # a year and a day
+MAX_ERROR_TEXT = 4096
+
+# Ready-set scores order by priority (higher first), then by enqueue sequence
+# (older first); ZPOPMIN takes the best. Both parts are integers below 2**53,
+# so the double that Redis stores is exact.
+SEQ_BITS = 45
+
+
+class JobState(enum.StrEnum):
+    """Where a job is. A job is always in exactly one of these (or acked and gone)."""
+
+    PENDING = "pending"
+    """Built but not yet enqueued."""
+    READY = "ready"
+    """In the ready set, waiting for a claim."""
+    INFLIGHT = "inflight"
+    """Claimed by a worker under a lease, until ack, nack or the visibility deadline."""
+    DELAYED = "delayed"
+    """Waiting for its ready-at time (a delayed enqueue or a retry backoff)."""
+    DEAD = "dead"
+    """In the dead-letter queue: its attempts are spent."""
+
+
+def new_job_id() -> str:
+    """32 lowercase hex characters, random."""
+    return secrets.token_hex(16)
+
+
+def validate_queue_name(name: object) -> str:
+    if not isinstance(name, str) or not QUEUE_NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            "queue", f"{name!r} is not a queue name: use 1-64 characters of A-Z a-z 0-9 . _ -"
+        )
+    return name
+
+
+def validate_job_id(job_id: object) -> str:
+    if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
+        raise InvalidInput("id", f"{job_id!r} is not a job id (32 lowercase hex characters)")
+    return job_id
+
+
+def _int_in_range(field_name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field_name, f"must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidInput(field_name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def validate_priority(priority: object) -> int:
+    return _int_in_range("priority", priority, PRIORITY_MIN, PRIORITY_MAX)
+
+
+def validate_max_retries(max_retries: object) -> int:
+    return _int_in_range("max_retries", max_retries, 0, MAX_RETRIES_LIMIT)
+
+
+def validate_delay_ms(delay_ms: object) -> int:
+    return _int_in_range("delay_ms", delay_ms, 0, MAX_DELAY_MS)
+
+
+def validate_idempotency_key(key: object) -> str:
+    """Return the key; ``""`` means none. Control characters are refused."""
+    if key is None:
+        return ""
+    if not isinstance(key, str):
+        raise InvalidInput("idempotency_key", f"must be a string, got {type(key).__name__}")
+    if len(key) > MAX_IDEMPOTENCY_KEY_LEN:
+        raise InvalidInput(
+            "idempotency_key", f"is {len(key)} characters; at most {MAX_IDEMPOTENCY_KEY_LEN}"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise InvalidInput("idempotency_key", "must not contain control characters")
+    return key
+
+
+def validate_payload(payload: object, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
+    """Bytes pass as they are; a str is encoded as UTF-8. Oversize payloads are refused."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    elif isinstance(payload, bytearray | memoryview):
+        payload = bytes(payload)
+    if not isinstance(payload, bytes):
+        raise InvalidInput("payload", f"must be bytes or str, got {type(payload).__name__}")
+    if len(payload) > max_bytes:
+        raise InvalidInput("payload", f"is {len(payload)} bytes; at most {max_bytes}")
+    return payload
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A validated request to enqueue one job. Build it with :meth:`create`."""
+
+    id: str
+    payload: bytes
+    priority: int = DEFAULT_PRIORITY
+    max_retries: int = DEFAULT_MAX_RETRIES
+    delay_ms: int = 0
+    ready_at_ms: int | None = None
+    idempotency_key: str = ""
+
+    @classmethod
+    def create(
+        cls,
+        payload: object,
+        *,
+        priority: object = DEFAULT_PRIORITY,
+        max_retries: object = DEFAULT_MAX_RETRIES,
+        delay_ms: object = 0,
+        ready_at: datetime | None = None,
+        idempotency_key: object = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        job_id: str | None = None,
+    ) -> JobSpec:
+        """Validate every field; raises :class:`InvalidInput` naming the first bad one.
+
+        ``delay_ms`` and ``ready_at`` are exclusive. ``ready_at`` must carry a
+        time zone; a time in the past means "ready now".
+        """
+        ready_at_ms: int | None = None
+        if ready_at is not None:
+            if delay_ms not in (0, None):
+                raise InvalidInput("ready_at", "give either delay_ms or ready_at, not both")
+            if not isinstance(ready_at, datetime) or ready_at.tzinfo is None:
+                raise InvalidInput("ready_at", "must be a datetime with a time zone")
+            ready_at_ms = int(ready_at.timestamp() * 1000)
+        return cls(
+            id=validate_job_id(job_id) if job_id is not None else new_job_id(),
+            payload=validate_payload(payload, max_payload_bytes),
+            priority=validate_priority(priority),
+            max_retries=validate_max_retries(max_retries),
+            delay_ms=validate_delay_ms(0 if delay_ms is None else delay_ms),
+            ready_at_ms=ready_at_ms,
+            idempotency_key=validate_idempotency_key(idempotency_key),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as stored in Redis at the moment it was read.
+
+    ``lease`` is the token of the current claim (empty when not in flight);
+    :meth:`Broker.ack <relay_trio.broker.Broker.ack>` and friends only act
+    while it still matches.
+    """
+
+    id: str
+    queue: str
+    payload: bytes
+    state: JobState
+    attempts: int
+    max_retries: int
+    priority: int
+    created_at_ms: int
+    idempotency_key: str = ""
+    lease: str = ""
+    last_error: str = ""
+    ready_at_ms: int | None = None
+    deadline_ms: int | None = None
+    dead_at_ms: int | None = None
+
+    @property
+    def created_at(self) -> datetime:
+        return ms_to_datetime(self.created_at_ms)
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[bytes, bytes] | list[bytes]) -> Job:
+        """Decode a job hash as returned by HGETALL (a mapping, or a flat list from Lua)."""
+        items = dict(zip(raw[::2], raw[1::2], strict=True)) if isinstance(raw, list) else raw
+        f = {k.decode(): v for k, v in items.items()}
+
+        def text(name: str) -> str:
+            value = f.pop(name, b"")
+            return value.decode(errors="replace")
+
+        def optional_int(name: str) -> int | None:
+            value = f.pop(name, b"")
+            return int(value) if value else None
+
+        return cls(
+            id=text("id"),
+            queue=text("queue"),
+            payload=f.pop("payload", b""),
+            state=JobState(text("state")),
+            attempts=int(f.pop("attempts", b"0")),
+            max_retries=int(f.pop("max_retries", b"0")),
+            priority=int(f.pop("priority", b"0")),
+            created_at_ms=int(f.pop("created_at", b"0")),
+            idempotency_key=text("idempotency_key"),
+            lease=text("lease"),
+            last_error=text("last_error"),
+            ready_at_ms=optional_int("ready_at"),
+            deadline_ms=optional_int("deadline"),
+            dead_at_ms=optional_int("dead_at"),
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view (payload as UTF-8 text, times as ISO 8601 UTC)."""
+        return {
+            "id": self.id,
+            "queue": self.queue,
+            "payload": self.payload.decode(errors="replace"),
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "max_retries": self.max_retries,
+            "priority": self.priority,
+            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "idempotency_key": self.idempotency_key,
+            "last_error": self.last_error,
+        }

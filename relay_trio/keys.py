@@ -1,0 +1,94 @@
+"""Every Redis key relay-trio uses, built in one place.
+
+Each key that belongs to a queue carries the queue name as a Redis Cluster hash
+tag (``relay:{emails}:ready``), so one queue's keys share a slot and every script
+touches one slot. The queue registry (``relay:queues``) is the one key outside
+any queue; scripts never touch it, callers add to it beside the script call.
+
+========================  ======  ==========================================
+key                       type    content
+========================  ======  ==========================================
+``P:{q}:job:<id>``        hash    the job (see :mod:`relay_trio.job`)
+``P:{q}:ready``           zset    ready ids; score = priority then sequence
+``P:{q}:inflight``        zset    claimed ids; score = visibility deadline (ms)
+``P:{q}:delayed``         zset    waiting ids; score = ready-at (ms)
+``P:{q}:dlq``             list    dead ids, oldest first
+``P:{q}:dedup:<key>``     string  id that won the idempotency key (expires)
+``P:{q}:processed``       int     lifetime acks
+``P:{q}:dead``            int     lifetime dead-letterings
+``P:{q}:seq``             int     enqueue sequence (FIFO within a priority)
+``P:{q}:ratelimit``       hash    token bucket: rate, burst, tokens, ts
+``P:{q}:paused``          string  present while the queue is paused
+``P:queues``              set     registry of queue names
+========================  ======  ==========================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "relay"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The keys of one queue. ``base`` ends with a colon and prefixes job and dedup keys."""
+
+    base: str
+
+    @property
+    def ready(self) -> str:
+        return self.base + "ready"
+
+    @property
+    def inflight(self) -> str:
+        return self.base + "inflight"
+
+    @property
+    def delayed(self) -> str:
+        return self.base + "delayed"
+
+    @property
+    def dlq(self) -> str:
+        return self.base + "dlq"
+
+    @property
+    def processed(self) -> str:
+        return self.base + "processed"
+
+    @property
+    def dead(self) -> str:
+        return self.base + "dead"
+
+    @property
+    def seq(self) -> str:
+        return self.base + "seq"
+
+    @property
+    def ratelimit(self) -> str:
+        return self.base + "ratelimit"
+
+    @property
+    def paused(self) -> str:
+        return self.base + "paused"
+
+    def job(self, job_id: str) -> str:
+        return self.base + "job:" + job_id
+
+    def dedup(self, idempotency_key: str) -> str:
+        return self.base + "dedup:" + idempotency_key
+
+
+@dataclass(frozen=True, slots=True)
+class Keyspace:
+    """Builds keys under one prefix (default ``relay``)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def registry(self) -> str:
+        return self.prefix + ":queues"
+
+    def queue(self, name: str) -> QueueKeys:
+        """Keys of queue ``name``; the name must already be validated."""
+        return QueueKeys(f"{self.prefix}:{{{name}}}:")

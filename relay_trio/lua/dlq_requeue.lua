@@ -1,0 +1,27 @@
+-- dlq_requeue: move dead jobs back to ready with attempts reset to 0.
+-- KEYS[1] dlq list   KEYS[2] ready zset
+-- ARGV[1] queue key base   ARGV[2] mode: "one" or "all"
+-- ARGV[3] the id (mode "one"), or at most this many jobs from the head (mode "all")
+-- Returns the number of jobs requeued (0 for mode "one": the id is not in the DLQ).
+local base = ARGV[1]
+local ids
+if ARGV[2] == 'one' then
+  if redis.call('LREM', KEYS[1], 1, ARGV[3]) == 0 then return 0 end
+  ids = {ARGV[3]}
+else
+  ids = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+  redis.call('LTRIM', KEYS[1], #ids, -1)
+end
+local moved = 0
+for _, id in ipairs(ids) do
+  local jk = base .. 'job:' .. id
+  local j = redis.call('HMGET', jk, 'priority', 'seq')
+  if j[1] then
+    redis.call('HSET', jk, 'state', 'ready', 'attempts', 0, 'lease', '')
+    redis.call('HDEL', jk, 'dead_at')
+    local score = (255 - tonumber(j[1])) * 35184372088832 + tonumber(j[2])
+    redis.call('ZADD', KEYS[2], string.format('%.0f', score), id)
+    moved = moved + 1
+  end
+end
+return moved

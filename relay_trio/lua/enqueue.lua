@@ -1,0 +1,52 @@
+-- enqueue: add one or more jobs to a queue; each job is all-or-nothing.
+-- KEYS[1] ready zset     KEYS[2] delayed zset     KEYS[3] seq counter
+-- ARGV[1] queue key base ("P:{q}:")   ARGV[2] queue name   ARGV[3] dedup TTL (s)
+-- ARGV[4..] 7 fields per job: id, payload, priority, max_retries, delay_ms,
+--           ready_at_ms ("" = use delay_ms), idempotency_key ("" = none)
+-- Returns a flat list, 3 entries per job: code, id, state
+--   code 1 = ready, 2 = delayed, 0 = duplicate: id is the job that holds the
+--   idempotency key (or already has this id), state its state ("" once it is
+--   gone: acked or deleted); nothing is written for a duplicate.
+local base, queue, ttl = ARGV[1], ARGV[2], ARGV[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for o = 4, #ARGV, 7 do
+  local id, payload, prio, maxr = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3]
+  local delay, ready_at, ikey = tonumber(ARGV[o + 4]), ARGV[o + 5], ARGV[o + 6]
+  local jk = base .. 'job:' .. id
+  local dup = nil
+  if redis.call('EXISTS', jk) == 1 then
+    dup = id
+  elseif ikey ~= '' then
+    local dk = base .. 'dedup:' .. ikey
+    if not redis.call('SET', dk, id, 'NX', 'EX', ttl) then
+      dup = redis.call('GET', dk)
+    end
+  end
+  if dup then
+    out[#out + 1] = 0
+    out[#out + 1] = dup
+    out[#out + 1] = redis.call('HGET', base .. 'job:' .. dup, 'state') or ''
+  else
+    local due = now + delay
+    if ready_at ~= '' then due = tonumber(ready_at) end
+    local seq = redis.call('INCR', KEYS[3])
+    local state = 'ready'
+    if due > now then state = 'delayed' end
+    redis.call('HSET', jk, 'id', id, 'queue', queue, 'payload', payload, 'state', state,
+      'attempts', 0, 'max_retries', maxr, 'priority', prio, 'created_at', now,
+      'idempotency_key', ikey, 'seq', seq)
+    if state == 'delayed' then
+      redis.call('HSET', jk, 'ready_at', string.format('%.0f', due))
+      redis.call('ZADD', KEYS[2], string.format('%.0f', due), id)
+      out[#out + 1] = 2
+    else
+      redis.call('ZADD', KEYS[1], string.format('%.0f', (255 - prio) * 35184372088832 + seq), id)
+      out[#out + 1] = 1
+    end
+    out[#out + 1] = id
+    out[#out + 1] = state
+  end
+end
+return out
