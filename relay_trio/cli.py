@@ -1,0 +1,158 @@
+"""The ``relay-trio`` command. It wires the package together; nothing imports it.
+
+Every flag that names a connection or a default also reads a ``RELAY_*``
+environment variable. Bad input exits non-zero with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from ._errors import RelayError
+from .broker import Broker, open_broker
+from .embedded import redis_url
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value else default
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relay-trio",
+        description="A distributed task queue on Redis for Trio, with a live dashboard.",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=_env("RELAY_REDIS_URL"),
+        help="Redis to use (env RELAY_REDIS_URL); demo starts a private one when unset",
+    )
+    parser.add_argument(
+        "--prefix",
+        default=_env("RELAY_PREFIX", "relay"),
+        help="key prefix (env RELAY_PREFIX, default %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run a demo: private Redis, a producer and consumers, live stats",
+        description="Starts a private redis-server unless --redis-url is given, then a "
+        "producer and consumers on the broker, printing queue stats every second. "
+        "Ctrl-C stops everything.",
+    )
+    demo.add_argument("--queue", default="demo", help="queue name (default %(default)s)")
+    demo.add_argument("--rate", type=_positive_int, default=500, help="jobs enqueued per second")
+    demo.add_argument("--consumers", type=_positive_int, default=4, help="concurrent consumers")
+    demo.add_argument(
+        "--fail-rate", type=_fraction, default=0.05, help="share of jobs that fail (0-1)"
+    )
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    return parser
+
+
+async def _demo_producer(broker: Broker, queue: str, rate: int) -> None:
+    batch = max(1, rate // 10)
+    n = 0
+    while True:
+        specs = [
+            broker.spec(f"job {n + i}", priority=random.choice((0, 0, 0, 5)), max_retries=2)
+            for i in range(batch)
+        ]
+        await broker.enqueue_many(queue, specs)
+        n += batch
+        await trio.sleep(batch / rate)
+
+
+async def _demo_consumer(broker: Broker, queue: str, fail_rate: float) -> None:
+    while True:
+        claim = await broker.claim(queue, 20, visibility_ms=10_000)
+        if not claim.jobs:
+            await trio.sleep(0.05)
+            continue
+        await trio.sleep(random.uniform(0.001, 0.02))
+        ok = [job for job in claim.jobs if random.random() >= fail_rate]
+        for job in claim.jobs:
+            if job not in ok:
+                await broker.nack(job, "demo handler failed on purpose")
+        await broker.ack_many(ok)
+
+
+async def _demo_maintenance(broker: Broker, queue: str) -> None:
+    while True:
+        await broker.promote(queue)
+        await broker.reap(queue)
+        await trio.sleep(0.5)
+
+
+async def _demo(args: argparse.Namespace, url: str) -> None:
+    async with open_broker(url, prefix=args.prefix) as broker, trio.open_nursery() as nursery:
+        nursery.start_soon(_demo_producer, broker, args.queue, args.rate)
+        for _ in range(args.consumers):
+            nursery.start_soon(_demo_consumer, broker, args.queue, args.fail_rate)
+        nursery.start_soon(_demo_maintenance, broker, args.queue)
+        deadline = trio.current_time() + args.duration if args.duration else float("inf")
+        while trio.current_time() < deadline:
+            await trio.sleep(1)
+            s = await broker.stats(args.queue)
+            print(
+                f"{args.queue}: ready={s.ready} inflight={s.inflight} delayed={s.delayed} "
+                f"dlq={s.dlq} processed={s.processed_total} dead={s.dead_total}",
+                flush=True,
+            )
+        nursery.cancel_scope.cancel()
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    given = contextlib.nullcontext((args.redis_url, False)) if args.redis_url else None
+    with given or redis_url() as (url, owned):
+        print(f"Redis: {url}{' (private, stops with the demo)' if owned else ''}", flush=True)
+        print("Ctrl-C to stop.", flush=True)
+        try:
+            trio.run(_demo, args, url)
+        except KeyboardInterrupt:
+            print("\nstopped", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _run_demo(args)
+    except RelayError as exc:
+        print(f"relay-trio: {exc}", file=sys.stderr)
+        return 1
+    raise AssertionError(f"unhandled command {args.command}")  # argparse enforces choices
+
+
+if __name__ == "__main__":
+    sys.exit(main())

