@@ -205,6 +205,10 @@ class Broker:
         for spec in specs:
             if not isinstance(spec, JobSpec):
                 raise InvalidInput("jobs", f"expected JobSpec, got {type(spec).__name__}")
+            if len(spec.payload) > self.max_payload_bytes:
+                raise InvalidInput(
+                    "payload", f"is {len(spec.payload)} bytes; at most {self.max_payload_bytes}"
+                )
         script = self.io.script("enqueue")
         keys = [q.ready, q.delayed, q.seq]
         registry = self.keys.registry
@@ -345,6 +349,7 @@ class Broker:
     async def reap(self, queue: str, limit: int = SWEEP_LIMIT) -> ReapResult:
         """One pass: expired in-flight jobs back to ready, or to the DLQ when spent."""
         q = self._q(queue)
+        _check_int("limit", limit, 1, 100_000)
         requeued, dead = await self.io.eval(
             "reap", [q.inflight, q.ready, q.dlq, q.dead], [q.base, limit]
         )
@@ -353,6 +358,7 @@ class Broker:
     async def promote(self, queue: str, limit: int = SWEEP_LIMIT) -> int:
         """One pass: due delayed jobs to ready. Returns how many moved."""
         q = self._q(queue)
+        _check_int("limit", limit, 1, 100_000)
         return int(await self.io.eval("promote", [q.delayed, q.ready], [q.base, limit]))
 
     # -- reading -----------------------------------------------------------------
@@ -368,6 +374,8 @@ class Broker:
 
     async def stats_many(self, queues: Sequence[str]) -> list[QueueStats]:
         """Stats of several queues in one round trip (7 commands per queue)."""
+        for name in queues:
+            validate_queue_name(name)
 
         def build(batch: Batch) -> None:
             for name in queues:
@@ -398,8 +406,12 @@ class Broker:
         ]
 
     async def snapshot(self) -> list[QueueStats]:
-        """Stats of every registered queue, in name order: two round trips."""
-        return await self.stats_many(await self.queues())
+        """Stats of every registered queue, in name order: two round trips.
+
+        A registry entry that is not a valid queue name (written by something
+        else) is left out rather than failing the whole snapshot."""
+        names = [n for n in await self.queues() if jobmod.QUEUE_NAME_RE.fullmatch(n)]
+        return await self.stats_many(names)
 
     async def get_job(self, queue: str, job_id: str) -> Job:
         """The job's current fields; raises :class:`JobNotFound` (e.g. once acked)."""

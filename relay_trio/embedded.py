@@ -46,7 +46,7 @@ def find_redis_server() -> str:
     if override:
         if not (os.path.isfile(override) and os.access(override, os.X_OK)):
             raise EmbeddedRedisError(f"RELAY_REDIS_SERVER={override!r} is not an executable file")
-        return override
+        return os.path.abspath(override)
     on_path = shutil.which("redis-server")
     if on_path:
         return on_path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import re
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,7 +99,7 @@ def validate_idempotency_key(key: object) -> str:
         raise InvalidInput(
             "idempotency_key", f"is {len(key)} characters; at most {MAX_IDEMPOTENCY_KEY_LEN}"
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+    if any(unicodedata.category(c) == "Cc" for c in key):
         raise InvalidInput("idempotency_key", "must not contain control characters")
     return key
 
@@ -122,7 +123,11 @@ def ms_to_datetime(ms: int) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """A validated request to enqueue one job. Build it with :meth:`create`."""
+    """A validated request to enqueue one job. Build it with :meth:`create`.
+
+    Constructing one directly validates every field too (the payload size is
+    checked against the broker's limit at enqueue time).
+    """
 
     id: str
     payload: bytes
@@ -131,6 +136,18 @@ class JobSpec:
     delay_ms: int = 0
     ready_at_ms: int | None = None
     idempotency_key: str = ""
+
+    def __post_init__(self) -> None:
+        validate_job_id(self.id)
+        if not isinstance(self.payload, bytes):
+            raise InvalidInput("payload", f"must be bytes, got {type(self.payload).__name__}")
+        validate_priority(self.priority)
+        validate_max_retries(self.max_retries)
+        validate_delay_ms(self.delay_ms)
+        if self.ready_at_ms is not None:
+            _int_in_range("ready_at", self.ready_at_ms, 0, 2**53)
+        if validate_idempotency_key(self.idempotency_key) != self.idempotency_key:
+            raise InvalidInput("idempotency_key", "must be a string")
 
     @classmethod
     def create(
