@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import random
 import secrets
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from . import job as jobmod
 from ._errors import DuplicateJob, InvalidInput, JobNotFound
@@ -115,6 +116,26 @@ class QueueStats:
         }
 
 
+class BrokerEvents(Protocol):
+    """What the broker reports after each operation (e.g. to Prometheus metrics).
+
+    ``event`` is one of enqueued, deduplicated, claimed, processed, retried,
+    dead, reaped, promoted. Called on the Trio thread; must not block.
+    """
+
+    def count(self, event: str, queue: str, n: int = 1) -> None: ...
+
+    def observe_latency(self, queue: str, seconds: Sequence[float]) -> None: ...
+
+
+class _NoEvents:
+    def count(self, event: str, queue: str, n: int = 1) -> None:
+        pass
+
+    def observe_latency(self, queue: str, seconds: Sequence[float]) -> None:
+        pass
+
+
 def _int(value: Any) -> int:
     return int(value) if value is not None else 0
 
@@ -142,8 +163,10 @@ class Broker:
         backoff_base_ms: int = DEFAULT_BACKOFF_BASE_MS,
         backoff_cap_ms: int = DEFAULT_BACKOFF_CAP_MS,
         visibility_ms: int = DEFAULT_VISIBILITY_MS,
+        events: BrokerEvents | None = None,
     ) -> None:
         self.io = io
+        self.events: BrokerEvents = events or _NoEvents()
         self.keys = Keyspace(prefix)
         self.dedup_ttl_s = dedup_ttl_s
         self.max_payload_bytes = max_payload_bytes
@@ -238,6 +261,9 @@ class Broker:
                         job_id.decode(), JobState(state.decode()) if state else None, code == 0
                     )
                 )
+        duplicates = sum(r.duplicate for r in results)
+        self.events.count("enqueued", queue, len(results) - duplicates)
+        self.events.count("deduplicated", queue, duplicates)
         return results
 
     # -- claim / ack / nack / extend ---------------------------------------------
@@ -260,7 +286,9 @@ class Broker:
             return Claim(paused=True)
         if code == 3:
             return Claim(retry_after_ms=int(wait))
-        return Claim(jobs=[Job.from_hash(raw) for raw in reply[2:]])
+        jobs = [Job.from_hash(raw) for raw in reply[2:]]
+        self.events.count("claimed", queue, len(jobs))
+        return Claim(jobs=jobs)
 
     async def ack(self, job: Job) -> bool:
         """Finish ``job``: True if it was still in flight under its lease."""
@@ -288,6 +316,11 @@ class Broker:
         for indexes, reply in zip(by_queue.values(), replies, strict=True):
             for index, flag in zip(indexes, reply, strict=True):
                 out[index] = flag == 1
+        now_ms = time.time() * 1000
+        for queue, indexes in by_queue.items():
+            acked = [jobs[i] for i in indexes if out[i]]
+            self.events.count("processed", queue, len(acked))
+            self.events.observe_latency(queue, [(now_ms - j.created_at_ms) / 1000 for j in acked])
         return out
 
     async def nack(self, job: Job, error: str = "", *, dead: bool = False) -> NackResult:
@@ -310,6 +343,8 @@ class Broker:
             ],
         )
         outcome = {1: "retry", 2: "dead"}.get(reply[0], "stale")
+        if outcome != "stale":
+            self.events.count("retried" if outcome == "retry" else "dead", job.queue)
         return NackResult(outcome, int(reply[1]))
 
     async def extend(self, job: Job, visibility_ms: int | None = None) -> bool:
@@ -353,13 +388,17 @@ class Broker:
         requeued, dead = await self.io.eval(
             "reap", [q.inflight, q.ready, q.dlq, q.dead], [q.base, limit]
         )
+        self.events.count("reaped", queue, int(requeued) + int(dead))
+        self.events.count("dead", queue, int(dead))
         return ReapResult(int(requeued), int(dead))
 
     async def promote(self, queue: str, limit: int = SWEEP_LIMIT) -> int:
         """One pass: due delayed jobs to ready. Returns how many moved."""
         q = self._q(queue)
         _check_int("limit", limit, 1, 100_000)
-        return int(await self.io.eval("promote", [q.delayed, q.ready], [q.base, limit]))
+        moved = int(await self.io.eval("promote", [q.delayed, q.ready], [q.base, limit]))
+        self.events.count("promoted", queue, moved)
+        return moved
 
     # -- reading -----------------------------------------------------------------
 
@@ -372,8 +411,13 @@ class Broker:
         """Sizes of ready / inflight / delayed / dlq, lifetime counters, paused flag."""
         return (await self.stats_many([validate_queue_name(queue)]))[0]
 
-    async def stats_many(self, queues: Sequence[str]) -> list[QueueStats]:
-        """Stats of several queues in one round trip (7 commands per queue)."""
+    async def stats_many(
+        self, queues: Sequence[str], *, skip_errors: bool = False
+    ) -> list[QueueStats]:
+        """Stats of several queues in one round trip (7 commands per queue).
+
+        With ``skip_errors`` a queue whose commands failed (a key of the wrong
+        type, say) is left out instead of failing the whole call."""
         for name in queues:
             validate_queue_name(name)
 
@@ -390,7 +434,17 @@ class Broker:
 
         if not queues:
             return []
-        r = await self.io.batch(build)
+        r = await self.io.batch(build, raise_on_error=not skip_errors)
+        if skip_errors:
+            broken = {
+                i
+                for i in range(len(queues))
+                if any(isinstance(v, Exception) for v in r[i * 7 : i * 7 + 7])
+            }
+            if broken:
+                keep = [i for i in range(len(queues)) if i not in broken]
+                queues = [queues[i] for i in keep]
+                r = [v for i in keep for v in r[i * 7 : i * 7 + 7]]
         return [
             QueueStats(
                 name,
@@ -408,10 +462,11 @@ class Broker:
     async def snapshot(self) -> list[QueueStats]:
         """Stats of every registered queue, in name order: two round trips.
 
-        A registry entry that is not a valid queue name (written by something
-        else) is left out rather than failing the whole snapshot."""
+        A queue whose keys cannot be read, or a registry entry that is not a
+        valid queue name (written by something else), is left out rather than
+        failing the whole snapshot."""
         names = [n for n in await self.queues() if jobmod.QUEUE_NAME_RE.fullmatch(n)]
-        return await self.stats_many(names)
+        return await self.stats_many(names, skip_errors=True)
 
     async def get_job(self, queue: str, job_id: str) -> Job:
         """The job's current fields; raises :class:`JobNotFound` (e.g. once acked)."""

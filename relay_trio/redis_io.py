@@ -85,7 +85,9 @@ class Batch:
         self._pipe.evalsha(script.sha, len(keys), *keys, *args)
         self._count += 1
 
-    def execute(self) -> list[Any]:
+    def execute(self, *, raise_on_error: bool = True) -> list[Any]:
+        """Send everything; with ``raise_on_error=False`` an error reply stands in
+        the list as a :class:`RedisCommandError` instead of being raised."""
         results: list[Any] = self._pipe.execute(raise_on_error=False)
         for index, value in enumerate(results):
             if isinstance(value, redis.exceptions.ResponseError):
@@ -93,8 +95,10 @@ class Batch:
                 if entry is not None and isinstance(value, redis.exceptions.NoScriptError):
                     script, keys, args = entry
                     results[index] = script.run(self._client, keys, args)
-                else:
+                elif raise_on_error:
                     raise value
+                else:
+                    results[index] = RedisCommandError(str(value))
         return results
 
 
@@ -153,13 +157,15 @@ class RedisIO:
         script = self.script(name)
         return await self.run(lambda client: script.run(client, keys, args))
 
-    async def batch(self, build: Callable[[Batch], None]) -> list[Any]:
+    async def batch(
+        self, build: Callable[[Batch], None], *, raise_on_error: bool = True
+    ) -> list[Any]:
         """Queue commands with ``build(batch)`` and send them in one round trip."""
 
         def go(client: redis.Redis) -> list[Any]:
             batch = Batch(client)
             build(batch)
-            return batch.execute()
+            return batch.execute(raise_on_error=raise_on_error)
 
         return await self.run(go)
 

@@ -1,0 +1,115 @@
+"""Prometheus metrics (spec section 8), in a registry of their own per process.
+
+Broker counters are labelled ``queue`` and count what *this process* did
+(a server counts the enqueues it took; a worker its claims and acks); the
+queue depth gauge and the hub metrics come from the hub's snapshots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = tuple(0.001 * 3**k for k in range(13))  # 1 ms ... ~531 s
+POLL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BROKER_EVENTS = (
+    "enqueued",
+    "deduplicated",
+    "claimed",
+    "processed",
+    "retried",
+    "dead",
+    "reaped",
+    "promoted",
+)
+DEPTH_STATES = ("ready", "inflight", "delayed", "dlq")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Every metric relay-trio exports. Implements the broker's event hook."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs = {
+            event: Counter(f"relay_jobs_{event}", f"Jobs {event}", ["queue"], registry=r)
+            for event in BROKER_EVENTS
+        }
+        self.latency = Histogram(
+            "relay_job_latency_seconds",
+            "Time from job creation to ack",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.depth = Gauge(
+            "relay_queue_depth", "Jobs per queue and state", ["queue", "state"], registry=r
+        )
+        self.hub_subscribers = Gauge("relay_hub_subscribers", "Open stream subscribers", registry=r)
+        self.hub_polls = Counter("relay_hub_polls", "Hub polls of Redis", registry=r)
+        self.hub_poll_errors = Counter(
+            "relay_hub_poll_errors", "Hub polls that failed and were skipped", registry=r
+        )
+        self.hub_poll_duration = Histogram(
+            "relay_hub_poll_duration_seconds",
+            "Duration of one hub poll",
+            buckets=POLL_BUCKETS,
+            registry=r,
+        )
+        self.hub_snapshots_dropped = Counter(
+            "relay_hub_snapshots_dropped",
+            "Snapshots replaced before a slow subscriber took them",
+            registry=r,
+        )
+        self.hub_clients_dropped = Counter(
+            "relay_hub_clients_dropped", "Subscribers dropped for taking no data", registry=r
+        )
+        self._depth_queues: set[str] = set()
+
+    # -- the broker's event hook ---------------------------------------------------
+
+    def count(self, event: str, queue: str, n: int = 1) -> None:
+        if n > 0:
+            self.jobs[event].labels(queue).inc(n)
+
+    def observe_latency(self, queue: str, seconds: Iterable[float]) -> None:
+        histogram = self.latency.labels(queue)
+        for value in seconds:
+            histogram.observe(max(0.0, value))
+
+    # -- from the hub ------------------------------------------------------------
+
+    def hub_event(self, event: str, value: float = 1.0) -> None:
+        """The hub's own metrics: subscribers (a level), polls, poll_errors,
+        poll_duration (seconds), snapshots_dropped, clients_dropped."""
+        if event == "subscribers":
+            self.hub_subscribers.set(value)
+        elif event == "poll_duration":
+            self.hub_poll_duration.observe(value)
+        else:
+            {
+                "polls": self.hub_polls,
+                "poll_errors": self.hub_poll_errors,
+                "snapshots_dropped": self.hub_snapshots_dropped,
+                "clients_dropped": self.hub_clients_dropped,
+            }[event].inc(value)
+
+    def set_depths(self, queues: Iterable[Mapping[str, Any]]) -> None:
+        """Set the depth gauge from one snapshot; queues gone from it are removed."""
+        seen = set()
+        for entry in queues:
+            name = str(entry["queue"])
+            seen.add(name)
+            for state in DEPTH_STATES:
+                value = entry.get(state, 0)
+                self.depth.labels(name, state).set(value if isinstance(value, int) else 0)
+        for name in self._depth_queues - seen:
+            for state in DEPTH_STATES:
+                self.depth.remove(name, state)
+        self._depth_queues = seen
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

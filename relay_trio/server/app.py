@@ -1,0 +1,135 @@
+"""The Quart-Trio application: routes, auth, read-only mode, lifecycle.
+
+Lifecycle: ``before_serving`` opens the broker and starts the hub in the app's
+own nursery (the lifespan nursery quart-trio keeps in ``app.nursery``); the
+hub's poller only runs while someone streams. ``after_serving`` closes the hub
+and the broker. Requests never spawn work into the app's nursery.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from .._errors import RedisUnavailable, RelayError
+from ..broker import Broker
+from ..hub import Hub
+from ..metrics import CONTENT_TYPE, Metrics
+from ..redis_io import RedisIO
+from .api import api
+from .config import ServerConfig
+from .errors import json_error
+from .state import RelayState, relay_state
+from .stream import stream
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = None) -> QuartTrio:
+    """A new app; nothing connects until it starts serving."""
+    config = config or ServerConfig.from_env()
+    app = QuartTrio(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_payload_bytes * 2 + 64 * 1024
+    app.config["JSON_SORT_KEYS"] = False
+    state = RelayState(config=config, metrics=metrics or Metrics())
+    app.extensions["relay"] = state
+    app.register_blueprint(api)
+    app.register_blueprint(stream)
+
+    @app.before_serving
+    async def start() -> None:
+        io = RedisIO.from_url(config.redis_url, socket_timeout=config.socket_timeout)
+        broker = Broker(
+            io,
+            prefix=config.prefix,
+            max_payload_bytes=config.max_payload_bytes,
+            events=state.metrics,
+        )
+
+        async def source() -> list[dict[str, Any]]:
+            return [s.to_dict() for s in await broker.snapshot()]
+
+        hub = Hub(
+            source,
+            interval=config.poll_interval,
+            drop_after=config.drop_after,
+            metrics=state.metrics,
+        )
+        await app.nursery.start(hub.serve)
+        state.broker, state.hub = broker, hub
+
+    @app.after_serving
+    async def stop() -> None:
+        if state.hub is not None:
+            state.hub.close()
+        if state.broker is not None:
+            await state.broker.aclose()
+
+    @app.before_request
+    async def guard() -> tuple[Response, int] | None:
+        path = request.path
+        if not path.startswith("/api/"):
+            return None
+        if config.api_token is not None:
+            supplied = _bearer_token() or (
+                request.args.get("access_token") if path == "/api/stream" else None
+            )
+            if supplied is None or not hmac.compare_digest(supplied, config.api_token):
+                response, status = json_error("missing or wrong bearer token", 401)
+                response.headers["WWW-Authenticate"] = 'Bearer realm="relay-trio"'
+                return response, status
+        if config.read_only and request.method in MUTATING:
+            return json_error("the server is read-only", 403)
+        return None
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Any:
+        try:
+            await relay_state().serving_broker.io.ping()
+        except RelayError as exc:
+            return json_error(f"Redis is not ready: {exc}", 503)
+        return {"status": "ready"}
+
+    @app.get("/metrics")
+    async def metrics_text() -> Response:
+        return Response(relay_state().metrics.render(), content_type=CONTENT_TYPE)
+
+    @app.get("/")
+    async def index() -> Response | tuple[Response, int]:
+        page = WEB_DIR / "index.html"
+        if not page.is_file():
+            return json_error("the dashboard is not built into this install", 404)
+        return Response(page.read_bytes(), content_type="text/html; charset=utf-8")
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> tuple[Response, int]:
+        return json_error(exc.description or exc.name, exc.code or 500)
+
+    @app.errorhandler(RedisUnavailable)
+    async def redis_down(exc: RedisUnavailable) -> tuple[Response, int]:
+        return json_error(str(exc), 503)
+
+    @app.errorhandler(Exception)
+    async def internal(exc: Exception) -> tuple[Response, int]:
+        app.logger.exception("unhandled error", exc_info=exc)
+        return json_error("internal server error", 500)
+
+    return app
+
+
+def _bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

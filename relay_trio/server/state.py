@@ -1,0 +1,40 @@
+"""What the app holds while serving: config, broker, hub, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from quart import current_app
+
+from ..broker import Broker
+from ..hub import Hub
+from ..metrics import Metrics
+from .config import ServerConfig
+
+
+@dataclass
+class RelayState:
+    config: ServerConfig
+    metrics: Metrics = field(default_factory=Metrics)
+    broker: Broker | None = None
+    """Set while serving (between startup and shutdown)."""
+    hub: Hub | None = None
+    """Set while serving."""
+
+    @property
+    def serving_broker(self) -> Broker:
+        if self.broker is None:
+            raise RuntimeError("the server is not serving")
+        return self.broker
+
+    @property
+    def serving_hub(self) -> Hub:
+        if self.hub is None:
+            raise RuntimeError("the server is not serving")
+        return self.hub
+
+
+def relay_state() -> RelayState:
+    """The state of the app handling the current request."""
+    state: RelayState = current_app.extensions["relay"]
+    return state
