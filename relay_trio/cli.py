@@ -12,6 +12,7 @@ import os
 import random
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 
@@ -32,6 +33,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
     return value
 
 
@@ -61,6 +82,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="key prefix (env RELAY_PREFIX, default %(default)s)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    server = sub.add_parser(
+        "server",
+        help="run the HTTP API, the stream and the dashboard (Hypercorn, trio worker)",
+        description="Serves the API, /api/stream and the dashboard. SIGINT/SIGTERM end "
+        "open streams at once and stop the process within a hard deadline.",
+    )
+    server.add_argument("--host", default=_env("RELAY_HOST", "127.0.0.1"), help="bind address")
+    server.add_argument(
+        "--port", type=_port, default=_env("RELAY_PORT", "8000"), help="port (0 picks one)"
+    )
+    server.add_argument(
+        "--api-token",
+        default=_env("RELAY_API_TOKEN"),
+        help="require this bearer token for /api/* (env RELAY_API_TOKEN)",
+    )
+    server.add_argument(
+        "--read-only",
+        action="store_true",
+        default=(_env("RELAY_READ_ONLY") or "").lower() in ("1", "true", "yes", "on"),
+        help="refuse every mutating API call with 403 (env RELAY_READ_ONLY)",
+    )
+    server.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        default=_env("RELAY_POLL_INTERVAL", "1.0"),
+        help="seconds between hub polls of Redis (default %(default)s)",
+    )
+    server.add_argument(
+        "--keep-alive-timeout",
+        type=_positive_float,
+        default=_env("RELAY_KEEP_ALIVE_TIMEOUT", "5"),
+        help="seconds an idle HTTP keep-alive connection stays open",
+    )
+    server.add_argument(
+        "--graceful-timeout",
+        type=_positive_float,
+        default=_env("RELAY_GRACEFUL_TIMEOUT", "2"),
+        help="seconds in-flight requests get at shutdown",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -143,9 +204,46 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_server(args: argparse.Namespace) -> int:
+    from .server.config import ServerConfig
+    from .server.serve import serve_relay
+
+    if not args.redis_url:
+        print("relay-trio: server needs --redis-url or RELAY_REDIS_URL", file=sys.stderr)
+        return 2
+    config = ServerConfig.from_env(
+        redis_url=args.redis_url,
+        prefix=args.prefix,
+        api_token=args.api_token,
+        read_only=args.read_only,
+        poll_interval=args.poll_interval,
+    )
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(
+                partial(
+                    serve_relay,
+                    config,
+                    host=args.host,
+                    port=args.port,
+                    handle_signals=True,
+                    graceful_timeout=args.graceful_timeout,
+                    keep_alive_timeout=args.keep_alive_timeout,
+                    exit_process_after=args.graceful_timeout + 2.5,
+                )
+            )
+            print(f"relay-trio server on {binds[0]} (Redis {config.redis_url})", flush=True)
+
+    trio.run(run)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "server":
+            return _run_server(args)
         if args.command == "demo":
             return _run_demo(args)
     except RelayError as exc:

@@ -12,8 +12,11 @@ import hmac
 from pathlib import Path
 from typing import Any
 
+import trio
+from hypercorn.typing import ASGISendCallable
 from quart import Response, request
 from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException
 
 from .._errors import RedisUnavailable, RelayError
@@ -27,14 +30,38 @@ from .errors import json_error
 from .state import RelayState, relay_state
 from .stream import stream
 
+
+class _Connection(TrioASGIHTTPConnection):
+    """Sends the final (empty) body message shielded from cancellation.
+
+    quart-trio cancels the request nursery as the response ends; if that cancel
+    lands on the final send, Hypercorn never learns the response is complete,
+    never marks the connection idle, and its keep-alive timeout never fires.
+    """
+
+    async def _send_response(self, send: ASGISendCallable, response: Any) -> None:
+        async def send_final_shielded(message: Any) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                with trio.CancelScope(shield=True):
+                    await send(message)
+            else:
+                await send(message)
+
+        await super()._send_response(send_final_shielded, response)
+
+
+class RelayApp(QuartTrio):
+    asgi_http_class = _Connection
+
+
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = None) -> QuartTrio:
+def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = None) -> RelayApp:
     """A new app; nothing connects until it starts serving."""
     config = config or ServerConfig.from_env()
-    app = QuartTrio(__name__, static_folder=None)
+    app = RelayApp(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_payload_bytes * 2 + 64 * 1024
     app.config["JSON_SORT_KEYS"] = False
     state = RelayState(config=config, metrics=metrics or Metrics())

@@ -1,0 +1,116 @@
+"""Launch and shutdown: the one place that wires Hypercorn, signals and deadlines.
+
+:func:`serve_relay` runs the app under Hypercorn's Trio worker until ``stop``
+is set (or SIGINT/SIGTERM arrives, when ``handle_signals``). Shutdown, in order:
+
+1. the hub is closed at once, so every open stream ends now instead of holding
+   Hypercorn for its whole graceful timeout;
+2. Hypercorn stops accepting, and finishes in-flight requests within
+   ``graceful_timeout``; then ``after_serving`` closes the broker;
+3. at ``hard_deadline`` seconds after the stop, whatever still runs is
+   cancelled. A write to a client that stopped reading is shielded inside
+   Hypercorn and cannot be cancelled; the ``relay-trio server`` command
+   therefore also arms a last-resort timer that exits the process. The server
+   holds no state of its own, so nothing is lost by that exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from .app import RelayApp, create_app
+from .config import ServerConfig
+
+
+def hypercorn_config(
+    host: str, port: int, *, graceful_timeout: float, keep_alive_timeout: float
+) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.graceful_timeout = graceful_timeout
+    config.keep_alive_timeout = keep_alive_timeout
+    config.accesslog = None
+    config.errorlog = "-"
+    return config
+
+
+async def serve_relay(
+    config: ServerConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    app: RelayApp | None = None,
+    stop: trio.Event | None = None,
+    handle_signals: bool = False,
+    graceful_timeout: float = 2.0,
+    keep_alive_timeout: float = 5.0,
+    hard_deadline: float = 4.0,
+    exit_process_after: float | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``stop`` is set; ``task_status.started(binds)`` gives the bound
+    URLs (so port 0 works). Returns once the server is down.
+
+    ``exit_process_after`` (for the command line only) arms a timer, once the
+    stop comes, that ends the whole process if it is still running then."""
+    app = app or create_app(config)
+    stop = stop or trio.Event()
+    hc = hypercorn_config(
+        host, port, graceful_timeout=graceful_timeout, keep_alive_timeout=keep_alive_timeout
+    )
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        hub = app.extensions["relay"].hub
+        if hub is not None:
+            hub.close()
+
+    async with trio.open_nursery() as nursery:
+        if handle_signals:
+            nursery.start_soon(_stop_on_signal, stop)
+
+        async def hard_stop() -> None:
+            await stop.wait()
+            if exit_process_after is not None:
+                timer = threading.Timer(exit_process_after, _force_exit, (exit_process_after,))
+                timer.daemon = True
+                timer.start()
+            await trio.sleep(hard_deadline)
+            nursery.cancel_scope.cancel()
+
+        async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+            await serve(app, hc, shutdown_trigger=shutdown_trigger, task_status=task_status)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(hard_stop)
+        binds = await nursery.start(partial(run))
+        task_status.started(binds)
+
+
+async def _stop_on_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            stop.set()
+            return
+
+
+def _force_exit(after: float) -> None:
+    print(f"relay-trio: still not down {after:g} s after the stop; exiting", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def port_of(binds: list[str]) -> int:
+    """The port of the first bound URL (``http://127.0.0.1:43117`` → 43117)."""
+    return int(binds[0].rsplit(":", 1)[1])
+
+
+__all__ = ["hypercorn_config", "port_of", "serve_relay"]
