@@ -230,7 +230,8 @@ def _run_server(args: argparse.Namespace) -> int:
                     handle_signals=True,
                     graceful_timeout=args.graceful_timeout,
                     keep_alive_timeout=args.keep_alive_timeout,
-                    exit_process_after=args.graceful_timeout + 2.5,
+                    hard_deadline=args.graceful_timeout + 0.5,
+                    exit_process_after=args.graceful_timeout + 1.0,
                 )
             )
             print(f"relay-trio server on {binds[0]} (Redis {config.redis_url})", flush=True)

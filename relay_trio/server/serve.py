@@ -61,8 +61,8 @@ async def serve_relay(
 
     ``exit_process_after`` (for the command line only) arms a timer, once the
     stop comes, that ends the whole process if it is still running then."""
-    app = app or create_app(config)
-    stop = stop or trio.Event()
+    app = create_app(config) if app is None else app
+    stop = trio.Event() if stop is None else stop
     hc = hypercorn_config(
         host, port, graceful_timeout=graceful_timeout, keep_alive_timeout=keep_alive_timeout
     )
