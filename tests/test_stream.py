@@ -78,9 +78,10 @@ def data_of(event: str) -> tuple[int, list[dict[str, Any]]]:
     return int(lines["id"]), json.loads(lines["data"])
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    """Poll a condition on server state (no event exists for it), for 5 s at most."""
+    with trio.fail_after(5):
+        while not predicate():  # noqa: ASYNC110
             await trio.sleep(0.02)
 
 
