@@ -9,6 +9,7 @@ and the broker. Requests never spawn work into the app's nursery.
 from __future__ import annotations
 
 import hmac
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,9 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
         )
 
         async def source() -> list[dict[str, Any]]:
-            return [s.to_dict() for s in await broker.snapshot()]
+            stats = await broker.snapshot()
+            taken_ms = int(time.time() * 1000)  # lets a client judge staleness and delay
+            return [{**s.to_dict(), "ts": taken_ms} for s in stats]
 
         hub = Hub(
             source,
