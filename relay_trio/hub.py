@@ -31,6 +31,7 @@ hub only reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -121,6 +122,10 @@ class Subscription:
         return replaced
 
     def end(self) -> None:
+        """Close at once: an unread snapshot is discarded, ``receive`` raises
+        :class:`trio.EndOfChannel`."""
+        with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            self._recv.receive_nowait()
         self._send.close()
         self.cancel_scope.cancel()
 
@@ -223,6 +228,9 @@ class Hub:
         self._report("polls")
         try:
             entries = list(await self._source())
+            event = encode_event(self._seq + 1, entries)
+            if self._metrics is not None:
+                self._metrics.set_depths(entries)
         except Exception as exc:  # a failed tick is skipped; the poller lives on
             self.poll_errors += 1
             self._report("poll_errors")
@@ -231,10 +239,8 @@ class Hub:
         now = trio.current_time()
         self._report("poll_duration", now - began)
         self._seq += 1
-        snapshot = Snapshot(self._seq, entries, encode_event(self._seq, entries), now)
+        snapshot = Snapshot(self._seq, entries, event, now)
         self.latest = snapshot
-        if self._metrics is not None:
-            self._metrics.set_depths(entries)
         for subscription in list(self._subscribers):
             if subscription.pending and now - subscription.last_taken >= self.drop_after:
                 self._drop(subscription)
