@@ -21,8 +21,8 @@ Ownership and lifetime:
 * A failing source skips the tick; the poller and the cache live on.
 * A subscriber that takes nothing for ``drop_after`` seconds while snapshots
   wait for it is dropped: its channel is closed and its cancel scope cancelled.
-* :meth:`Hub.close` (server shutdown) ends every subscription at once; their
-  ``receive`` raises :class:`trio.EndOfChannel`.
+* :meth:`Hub.close` (server shutdown) ends every subscription at once (their
+  ``receive`` raises :class:`trio.EndOfChannel`) and makes ``serve`` return.
 
 Cancelling ``serve`` cancels the poller; subscriptions still open see their
 channel closed. Nothing is left running and nothing is written anywhere: the
@@ -179,8 +179,10 @@ class Hub:
             self.close()
 
     def close(self) -> None:
-        """End every subscription and refuse new ones (server shutdown)."""
+        """End every subscription, refuse new ones, and end :meth:`serve`."""
         self._closed = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
         for subscription in list(self._subscribers):
             subscription.end()
         self._stop_polling()

@@ -56,9 +56,11 @@ def new_job_id() -> str:
 
 
 def validate_queue_name(name: object) -> str:
-    if not isinstance(name, str) or not QUEUE_NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not QUEUE_NAME_RE.fullmatch(name) or name in (".", ".."):
         raise InvalidInput(
-            "queue", f"{name!r} is not a queue name: use 1-64 characters of A-Z a-z 0-9 . _ -"
+            "queue",
+            f"{name!r} is not a queue name: use 1-64 characters of A-Z a-z 0-9 . _ - "
+            "(not . or .., which URLs cannot carry)",
         )
     return name
 
@@ -99,15 +101,20 @@ def validate_idempotency_key(key: object) -> str:
         raise InvalidInput(
             "idempotency_key", f"is {len(key)} characters; at most {MAX_IDEMPOTENCY_KEY_LEN}"
         )
-    if any(unicodedata.category(c) == "Cc" for c in key):
-        raise InvalidInput("idempotency_key", "must not contain control characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in key):
+        raise InvalidInput(
+            "idempotency_key", "must not contain control characters or lone surrogates"
+        )
     return key
 
 
 def validate_payload(payload: object, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
     """Bytes pass as they are; a str is encoded as UTF-8. Oversize payloads are refused."""
     if isinstance(payload, str):
-        payload = payload.encode()
+        try:
+            payload = payload.encode()
+        except UnicodeEncodeError:
+            raise InvalidInput("payload", "is not valid UTF-8 text (lone surrogate)") from None
     elif isinstance(payload, bytearray | memoryview):
         payload = bytes(payload)
     if not isinstance(payload, bytes):

@@ -116,6 +116,8 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
                 return response, status
         if config.read_only and request.method in MUTATING:
             return json_error("the server is read-only", 403)
+        if request.method in MUTATING and not _same_origin():
+            return json_error("cross-origin requests may not change anything", 403)
         return None
 
     @app.get("/healthz")
@@ -143,7 +145,11 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[Response, int]:
-        return json_error(exc.description or exc.name, exc.code or 500)
+        response, status = json_error(exc.description or exc.name, exc.code or 500)
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(RedisUnavailable)
     async def redis_down(exc: RedisUnavailable) -> tuple[Response, int]:
@@ -155,6 +161,14 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
         return json_error("internal server error", 500)
 
     return app
+
+
+def _same_origin() -> bool:
+    """A browser's Origin header, when sent, must name this server (CSRF guard)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return origin.split("://", 1)[-1].rstrip("/") == request.host
 
 
 def _bearer_token() -> str | None:
