@@ -555,3 +555,21 @@ async def test_iteration_ends_cleanly_on_close(autojump_clock: trio.testing.Mock
                 await done.wait()
             assert trio.current_time() == t0 + 3.5
             assert seen == [1, 2, 3, 4]
+
+
+async def test_close_makes_serve_return(autojump_clock: trio.testing.MockClock) -> None:
+    hub = Hub(FakeSource(), interval=1.0)
+    returned = trio.Event()
+
+    async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await hub.serve(task_status=task_status)
+        returned.set()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run)
+        async with hub.subscribe() as subscription:
+            await subscription.receive()
+            hub.close()
+            with trio.fail_after(0.001):  # no waiting: serve ends at once
+                await returned.wait()
+    assert hub.closing and not hub.polling
