@@ -25,15 +25,24 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from . import job as jobmod
 from ._errors import DuplicateJob, InvalidInput, JobNotFound
 from .job import Job, JobSpec, JobState, validate_job_id, validate_queue_name
 from .keys import DEFAULT_PREFIX, Keyspace, QueueKeys
 from .redis_io import Batch, RedisIO
+from .results import (
+    BrokerEvents,
+    Claim,
+    EnqueueResult,
+    NackResult,
+    NoEvents,
+    QueueStats,
+    RateLimit,
+    ReapResult,
+)
 
 DEFAULT_VISIBILITY_MS = 30_000
 MAX_VISIBILITY_MS = 24 * 3600 * 1000
@@ -45,95 +54,6 @@ DEFAULT_BACKOFF_BASE_MS = 1000
 DEFAULT_BACKOFF_CAP_MS = 10 * 60 * 1000
 DLQ_PAGE_DEFAULT, DLQ_PAGE_MAX = 50, 1000
 SWEEP_LIMIT = 1000  # jobs moved per reap / promote / DLQ-bulk script call
-
-
-@dataclass(frozen=True, slots=True)
-class EnqueueResult:
-    """``id`` is the new job, or for a duplicate the job that already holds the key.
-
-    ``state`` is the new job's state, or the existing job's state for a
-    duplicate (``None`` once that job is gone: acked or deleted).
-    """
-
-    id: str
-    state: JobState | None
-    duplicate: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """The result of :meth:`Broker.claim`: jobs (maybe none), and why there were none."""
-
-    jobs: list[Job] = field(default_factory=list)
-    paused: bool = False
-    retry_after_ms: int = 0
-    """Rate limited: when the next token will be there (0 when not limited)."""
-
-
-@dataclass(frozen=True, slots=True)
-class NackResult:
-    outcome: str
-    """``"retry"`` (delayed by ``delay_ms``), ``"dead"`` (in the DLQ) or
-    ``"stale"`` (the lease was lost: nothing changed)."""
-    delay_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ReapResult:
-    requeued: int = 0
-    dead: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    rate: float
-    """Jobs per second refilled into the bucket."""
-    burst: int
-    """Bucket size: how many jobs may start at once after a quiet spell."""
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    queue: str
-    ready: int
-    inflight: int
-    delayed: int
-    dlq: int
-    processed_total: int = 0
-    dead_total: int = 0
-    paused: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "queue": self.queue,
-            "ready": self.ready,
-            "inflight": self.inflight,
-            "delayed": self.delayed,
-            "dlq": self.dlq,
-            "processed_total": self.processed_total,
-            "dead_total": self.dead_total,
-            "paused": self.paused,
-        }
-
-
-class BrokerEvents(Protocol):
-    """What the broker reports after each operation (e.g. to Prometheus metrics).
-
-    ``event`` is one of enqueued, deduplicated, claimed, processed, retried,
-    dead, reaped, promoted. Called on the Trio thread; must not block.
-    """
-
-    def count(self, event: str, queue: str, n: int = 1) -> None: ...
-
-    def observe_latency(self, queue: str, seconds: Sequence[float]) -> None: ...
-
-
-class _NoEvents:
-    def count(self, event: str, queue: str, n: int = 1) -> None:
-        pass
-
-    def observe_latency(self, queue: str, seconds: Sequence[float]) -> None:
-        pass
 
 
 def _int(value: Any) -> int:
@@ -166,7 +86,7 @@ class Broker:
         events: BrokerEvents | None = None,
     ) -> None:
         self.io = io
-        self.events: BrokerEvents = events or _NoEvents()
+        self.events: BrokerEvents = events or NoEvents()
         self.keys = Keyspace(prefix)
         self.dedup_ttl_s = dedup_ttl_s
         self.max_payload_bytes = max_payload_bytes
@@ -595,3 +515,16 @@ async def open_broker(url: str, **options: Any) -> AsyncIterator[Broker]:
         yield broker
     finally:
         await broker.aclose()
+
+
+__all__ = [
+    "Broker",
+    "BrokerEvents",
+    "Claim",
+    "EnqueueResult",
+    "NackResult",
+    "QueueStats",
+    "RateLimit",
+    "ReapResult",
+    "open_broker",
+]
