@@ -153,7 +153,7 @@ class Broker:
                     "payload", f"is {len(spec.payload)} bytes; at most {self.max_payload_bytes}"
                 )
         script = self.io.script("enqueue")
-        keys = [q.ready, q.delayed, q.seq]
+        keys = [q.ready, q.delayed, q.seq, q.wake]
         registry = self.keys.registry
 
         def build(batch: Batch) -> None:
@@ -306,7 +306,7 @@ class Broker:
         q = self._q(queue)
         _check_int("limit", limit, 1, 100_000)
         requeued, dead = await self.io.eval(
-            "reap", [q.inflight, q.ready, q.dlq, q.dead], [q.base, limit]
+            "reap", [q.inflight, q.ready, q.dlq, q.dead, q.wake], [q.base, limit]
         )
         self.events.count("reaped", queue, int(requeued) + int(dead))
         self.events.count("dead", queue, int(dead))
@@ -316,7 +316,7 @@ class Broker:
         """One pass: due delayed jobs to ready. Returns how many moved."""
         q = self._q(queue)
         _check_int("limit", limit, 1, 100_000)
-        moved = int(await self.io.eval("promote", [q.delayed, q.ready], [q.base, limit]))
+        moved = int(await self.io.eval("promote", [q.delayed, q.ready, q.wake], [q.base, limit]))
         self.events.count("promoted", queue, moved)
         return moved
 
@@ -428,7 +428,7 @@ class Broker:
         it is not in the DLQ."""
         q = self._q(queue)
         validate_job_id(job_id)
-        if not await self.io.eval("dlq_requeue", [q.dlq, q.ready], [q.base, "one", job_id]):
+        if not await self.io.eval("dlq_requeue", [q.dlq, q.ready, q.wake], [q.base, "one", job_id]):
             raise JobNotFound(queue, job_id, where="dead-letter queue")
 
     async def dlq_delete(self, queue: str, job_id: str) -> None:
@@ -441,7 +441,7 @@ class Broker:
     async def dlq_requeue_all(self, queue: str) -> int:
         """Requeue the whole DLQ, 1000 jobs per atomic step; returns how many."""
         q = self._q(queue)
-        return await self._sweep("dlq_requeue", [q.dlq, q.ready], q.base)
+        return await self._sweep("dlq_requeue", [q.dlq, q.ready, q.wake], q.base)
 
     async def dlq_purge(self, queue: str) -> int:
         """Delete the whole DLQ, 1000 jobs per atomic step; returns how many."""
@@ -468,8 +468,22 @@ class Broker:
         await self.io.batch(build)
 
     async def resume(self, queue: str) -> None:
+        """Allow claims again, and wake idle workers."""
         q = self._q(queue)
-        await self.io.run(lambda client: client.delete(q.paused))
+
+        def build(batch: Batch) -> None:
+            batch.command("DEL", q.paused)
+            batch.command("LPUSH", q.wake, "1")
+            batch.command("LTRIM", q.wake, 0, 15)
+
+        await self.io.batch(build)
+
+    async def wait_for_work(self, queue: str, block_seconds: float) -> bool:
+        """Wait up to ``block_seconds`` (0.01-30) for a wake-up hint: jobs were made
+        ready in ``queue``. True if one came. Takes a hint, never a job, so
+        cancelling it at once loses nothing."""
+        q = self._q(queue)
+        return await self.io.wait_hint(q.wake, block_seconds)
 
     async def set_rate_limit(self, queue: str, rate: float, burst: int) -> None:
         """Every claimer of ``queue`` shares this token bucket; it starts full."""

@@ -19,6 +19,7 @@ key                       type    content
 ``P:{q}:seq``             int     enqueue sequence (FIFO within a priority)
 ``P:{q}:ratelimit``       hash    token bucket: rate, burst, tokens, ts
 ``P:{q}:paused``          string  present while the queue is paused
+``P:{q}:wake``            list    wake-up hints for idle workers (at most 16)
 ``P:queues``              set     registry of queue names
 ========================  ======  ==========================================
 """
@@ -71,6 +72,10 @@ class QueueKeys:
     @property
     def paused(self) -> str:
         return self.base + "paused"
+
+    @property
+    def wake(self) -> str:
+        return self.base + "wake"
 
     def job(self, job_id: str) -> str:
         return self.base + "job:" + job_id

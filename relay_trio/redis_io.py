@@ -36,6 +36,8 @@ T = TypeVar("T")
 DEFAULT_SOCKET_TIMEOUT = 5.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 16
+MAX_BLOCK_SECONDS = 30.0
+BLOCKING_SOCKET_TIMEOUT = MAX_BLOCK_SECONDS + 10.0
 
 
 class LuaScript:
@@ -109,6 +111,8 @@ class RedisIO:
         self.client = client
         self._limiter = trio.CapacityLimiter(max_connections)
         self._scripts: dict[str, LuaScript] = {}
+        self._blocking: redis.Redis | None = None
+        self._blocking_limiter = trio.CapacityLimiter(max_connections)
 
     @classmethod
     def from_url(
@@ -169,12 +173,46 @@ class RedisIO:
 
         return await self.run(go)
 
+    async def wait_hint(self, key: str, block_seconds: float) -> bool:
+        """BLPOP one wake-up hint from list ``key``, blocking up to ``block_seconds``.
+
+        Runs on a pool of its own, whose socket timeout (``BLOCKING_SOCKET_TIMEOUT``)
+        exceeds the longest block, and is abandoned on cancel: it can only take a
+        hint, never a job, so a cancel returns at once and the thread finishes on
+        its own within ``block_seconds``.
+        """
+        block = min(max(block_seconds, 0.01), MAX_BLOCK_SECONDS)
+        if self._blocking is None:
+            kwargs = self.client.connection_pool.connection_kwargs
+            pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+                connection_class=self.client.connection_pool.connection_class,
+                max_connections=self._blocking_limiter.total_tokens,
+                **{**kwargs, "socket_timeout": BLOCKING_SOCKET_TIMEOUT},
+            )
+            self._blocking = redis.Redis(connection_pool=pool)
+        blocking = self._blocking
+
+        def pop(_: redis.Redis) -> Any:
+            return blocking.blpop([key], timeout=block)
+
+        try:
+            return (
+                await trio.to_thread.run_sync(
+                    pop, self.client, limiter=self._blocking_limiter, abandon_on_cancel=True
+                )
+                is not None
+            )
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise RedisUnavailable(f"Redis is unavailable: {exc}") from exc
+
     async def ping(self) -> bool:
         return bool(await self.run(lambda client: client.ping()))
 
     async def aclose(self) -> None:
         """Close every pooled connection; calls still running finish first."""
         await self.run(lambda client: client.connection_pool.disconnect())
+        if self._blocking is not None:
+            self._blocking.connection_pool.disconnect()
 
     async def _to_thread(self, fn: Callable[[redis.Redis], T], *, abandon_on_cancel: bool) -> T:
         try:

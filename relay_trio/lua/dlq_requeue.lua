@@ -1,8 +1,17 @@
 -- dlq_requeue: move dead jobs back to ready with attempts reset to 0.
--- KEYS[1] dlq list   KEYS[2] ready zset
+-- KEYS[1] dlq list   KEYS[2] ready zset   KEYS[3] wake list
 -- ARGV[1] queue key base   ARGV[2] mode: "one" or "all"
 -- ARGV[3] the id (mode "one"), or at most this many jobs from the head (mode "all")
 -- Returns the number of jobs requeued (0 for mode "one": the id is not in the DLQ).
+-- wake-up hints for idle workers: one per job made ready, at most 16 kept
+local function hint(key, n)
+  if n > 0 then
+    local ones = {}
+    for i = 1, math.min(n, 16) do ones[i] = '1' end
+    redis.call('LPUSH', key, unpack(ones))
+    redis.call('LTRIM', key, 0, 15)
+  end
+end
 local base = ARGV[1]
 local ids
 if ARGV[2] == 'one' then
@@ -24,4 +33,5 @@ for _, id in ipairs(ids) do
     moved = moved + 1
   end
 end
+hint(KEYS[3], moved)
 return moved

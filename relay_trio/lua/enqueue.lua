@@ -1,5 +1,5 @@
 -- enqueue: add one or more jobs to a queue; each job is all-or-nothing.
--- KEYS[1] ready zset     KEYS[2] delayed zset     KEYS[3] seq counter
+-- KEYS[1] ready zset     KEYS[2] delayed zset     KEYS[3] seq counter   KEYS[4] wake list
 -- ARGV[1] queue key base ("P:{q}:")   ARGV[2] queue name   ARGV[3] dedup TTL (s)
 -- ARGV[4..] 7 fields per job: id, payload, priority, max_retries, delay_ms,
 --           ready_at_ms ("" = use delay_ms), idempotency_key ("" = none)
@@ -7,10 +7,19 @@
 --   code 1 = ready, 2 = delayed, 0 = duplicate: id is the job that holds the
 --   idempotency key (or already has this id), state its state ("" once it is
 --   gone: acked or deleted); nothing is written for a duplicate.
+-- wake-up hints for idle workers: one per job made ready, at most 16 kept
+local function hint(key, n)
+  if n > 0 then
+    local ones = {}
+    for i = 1, math.min(n, 16) do ones[i] = '1' end
+    redis.call('LPUSH', key, unpack(ones))
+    redis.call('LTRIM', key, 0, 15)
+  end
+end
 local base, queue, ttl = ARGV[1], ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
+local out, readied = {}, 0
 for o = 4, #ARGV, 7 do
   local id, payload, prio, maxr = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3]
   local delay, ready_at, ikey = tonumber(ARGV[o + 4]), ARGV[o + 5], ARGV[o + 6]
@@ -44,9 +53,11 @@ for o = 4, #ARGV, 7 do
     else
       redis.call('ZADD', KEYS[1], string.format('%.0f', (255 - prio) * 35184372088832 + seq), id)
       out[#out + 1] = 1
+      readied = readied + 1
     end
     out[#out + 1] = id
     out[#out + 1] = state
   end
 end
+hint(KEYS[4], readied)
 return out

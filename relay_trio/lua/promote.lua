@@ -1,7 +1,16 @@
 -- promote: delayed jobs whose ready-at time has come go to ready, keeping priority.
--- KEYS[1] delayed zset   KEYS[2] ready zset
+-- KEYS[1] delayed zset   KEYS[2] ready zset   KEYS[3] wake list
 -- ARGV[1] queue key base   ARGV[2] at most this many jobs per call
 -- Returns the number of jobs promoted.
+-- wake-up hints for idle workers: one per job made ready, at most 16 kept
+local function hint(key, n)
+  if n > 0 then
+    local ones = {}
+    for i = 1, math.min(n, 16) do ones[i] = '1' end
+    redis.call('LPUSH', key, unpack(ones))
+    redis.call('LTRIM', key, 0, 15)
+  end
+end
 local base = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -19,4 +28,5 @@ for _, id in ipairs(ids) do
     moved = moved + 1
   end
 end
+hint(KEYS[3], moved)
 return moved

@@ -1,8 +1,18 @@
 -- reap: in-flight jobs whose visibility deadline passed go back to ready with
 -- their priority (attempts unchanged), or to the DLQ when their attempts are spent.
 -- KEYS[1] inflight zset   KEYS[2] ready zset   KEYS[3] dlq list   KEYS[4] dead counter
+-- KEYS[5] wake list
 -- ARGV[1] queue key base   ARGV[2] at most this many jobs per call
 -- Returns {requeued, dead_lettered}.
+-- wake-up hints for idle workers: one per job made ready, at most 16 kept
+local function hint(key, n)
+  if n > 0 then
+    local ones = {}
+    for i = 1, math.min(n, 16) do ones[i] = '1' end
+    redis.call('LPUSH', key, unpack(ones))
+    redis.call('LTRIM', key, 0, 15)
+  end
+end
 local base = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -30,4 +40,5 @@ for _, id in ipairs(ids) do
     end
   end
 end
+hint(KEYS[5], requeued)
 return {requeued, dead}
