@@ -26,8 +26,10 @@ from .broker import (
     ReapResult,
     open_broker,
 )
+from .client import RelayClient, open_client
 from .job import Job, JobSpec, JobState
 from .redis_io import RedisIO
+from .worker import QueueHandler, Worker, WorkerConfig
 
 __all__ = [
     "Broker",
@@ -41,12 +43,17 @@ __all__ = [
     "JobSpec",
     "JobState",
     "NackResult",
+    "QueueHandler",
     "QueueStats",
     "RateLimit",
     "ReapResult",
     "RedisCommandError",
     "RedisIO",
     "RedisUnavailable",
+    "RelayClient",
     "RelayError",
+    "Worker",
+    "WorkerConfig",
     "open_broker",
+    "open_client",
 ]

@@ -11,14 +11,19 @@ import contextlib
 import os
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
+from types import SimpleNamespace
 
 import trio
 
-from ._errors import RelayError
-from .broker import Broker, open_broker
-from .embedded import redis_url
+from .._errors import InvalidInput, RelayError
+from ..broker import Broker, open_broker
+from ..embedded import redis_url
+from ..job import validate_job_id, validate_queue_name
+from .commands import COMMANDS, add_parsers
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -66,6 +71,50 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}-{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _validated(check: Callable[[str], str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        try:
+            return check(text)
+        except InvalidInput as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    return parse
+
+
+TYPES = SimpleNamespace(
+    env=_env,
+    queue=_validated(validate_queue_name),
+    job_id=_validated(validate_job_id),
+    positive_int=_positive_int,
+    non_negative_float=_non_negative_float,
+    fraction=_fraction,
+    int_between=_int_between,
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay-trio",
@@ -74,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--redis-url",
         default=_env("RELAY_REDIS_URL"),
-        help="Redis to use (env RELAY_REDIS_URL); demo starts a private one when unset",
+        help="Redis to use (env RELAY_REDIS_URL, default "
+        f"{DEFAULT_REDIS_URL}); demo starts a private one when unset",
     )
     parser.add_argument(
         "--prefix",
@@ -122,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("RELAY_GRACEFUL_TIMEOUT", "2"),
         help="seconds in-flight requests get at shutdown",
     )
+
+    add_parsers(sub, TYPES)
 
     demo = sub.add_parser(
         "demo",
@@ -205,12 +257,9 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_server(args: argparse.Namespace) -> int:
-    from .server.config import ServerConfig
-    from .server.serve import serve_relay
+    from ..server.config import ServerConfig
+    from ..server.serve import serve_relay
 
-    if not args.redis_url:
-        print("relay-trio: server needs --redis-url or RELAY_REDIS_URL", file=sys.stderr)
-        return 2
     config = ServerConfig.from_env(
         redis_url=args.redis_url,
         prefix=args.prefix,
@@ -242,11 +291,14 @@ def _run_server(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "demo" and not args.redis_url:
+        args.redis_url = DEFAULT_REDIS_URL
     try:
         if args.command == "server":
             return _run_server(args)
         if args.command == "demo":
             return _run_demo(args)
+        return COMMANDS[args.command](args)
     except RelayError as exc:
         print(f"relay-trio: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,36 @@
+"""The built-in demo handler: sleeps a little, fails at a configurable rate.
+
+``relay-trio worker --handler demo`` uses it; ``--demo-fail-rate`` and
+``--demo-sleep-ms`` (or ``RELAY_DEMO_FAIL_RATE`` / ``RELAY_DEMO_SLEEP_MS``) set it up.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from .job import Job
+
+
+class DemoFailure(Exception):
+    """Raised on purpose by the demo handler."""
+
+
+def make_demo_handler(
+    fail_rate: float = 0.05, sleep_ms: float = 20.0
+) -> Callable[[Job], Awaitable[None]]:
+    """An async handler that sleeps ~``sleep_ms`` (uniform 0.5x-1.5x) and raises
+    :class:`DemoFailure` for a ``fail_rate`` share of the jobs."""
+    if not 0.0 <= fail_rate <= 1.0:
+        raise ValueError(f"fail_rate must be between 0 and 1, got {fail_rate}")
+    if sleep_ms < 0:
+        raise ValueError(f"sleep_ms must be >= 0, got {sleep_ms}")
+
+    async def demo_handler(job: Job) -> None:
+        await trio.sleep(sleep_ms * random.uniform(0.5, 1.5) / 1000)
+        if random.random() < fail_rate:
+            raise DemoFailure(f"demo failure on attempt {job.attempts} (fail rate {fail_rate:g})")
+
+    return demo_handler
