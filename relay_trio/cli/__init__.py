@@ -8,111 +8,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
-from types import SimpleNamespace
 
 import trio
 
-from .._errors import InvalidInput, RelayError
+from .._errors import RelayError
 from ..broker import Broker, open_broker
 from ..embedded import redis_url
-from ..job import validate_job_id, validate_queue_name
+from . import types
 from .commands import COMMANDS, add_parsers
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value else default
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < 1e6:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
-
-
-def _int_between(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be {low}-{high}, got {value}")
-        return value
-
-    return parse
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < 1e6:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _validated(check: Callable[[str], str]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        try:
-            return check(text)
-        except InvalidInput as exc:
-            raise argparse.ArgumentTypeError(exc.message) from None
-
-    return parse
-
-
-TYPES = SimpleNamespace(
-    env=_env,
-    queue=_validated(validate_queue_name),
-    job_id=_validated(validate_job_id),
-    positive_int=_positive_int,
-    non_negative_float=_non_negative_float,
-    fraction=_fraction,
-    int_between=_int_between,
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,13 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--redis-url",
-        default=_env("RELAY_REDIS_URL"),
+        default=types.env("RELAY_REDIS_URL"),
         help="Redis to use (env RELAY_REDIS_URL, default "
         f"{DEFAULT_REDIS_URL}); demo starts a private one when unset",
     )
     parser.add_argument(
         "--prefix",
-        default=_env("RELAY_PREFIX", "relay"),
+        default=types.env("RELAY_PREFIX", "relay"),
         help="key prefix (env RELAY_PREFIX, default %(default)s)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -139,41 +48,44 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serves the API, /api/stream and the dashboard. SIGINT/SIGTERM end "
         "open streams at once and stop the process within a hard deadline.",
     )
-    server.add_argument("--host", default=_env("RELAY_HOST", "127.0.0.1"), help="bind address")
+    server.add_argument("--host", default=types.env("RELAY_HOST", "127.0.0.1"), help="bind address")
     server.add_argument(
-        "--port", type=_port, default=_env("RELAY_PORT", "8000"), help="port (0 picks one)"
+        "--port",
+        type=types.port,
+        default=types.env("RELAY_PORT", "8000"),
+        help="port (0 picks one)",
     )
     server.add_argument(
         "--api-token",
-        default=_env("RELAY_API_TOKEN"),
+        default=types.env("RELAY_API_TOKEN"),
         help="require this bearer token for /api/* (env RELAY_API_TOKEN)",
     )
     server.add_argument(
         "--read-only",
         action="store_true",
-        default=(_env("RELAY_READ_ONLY") or "").lower() in ("1", "true", "yes", "on"),
+        default=(types.env("RELAY_READ_ONLY") or "").lower() in ("1", "true", "yes", "on"),
         help="refuse every mutating API call with 403 (env RELAY_READ_ONLY)",
     )
     server.add_argument(
         "--poll-interval",
-        type=_positive_float,
-        default=_env("RELAY_POLL_INTERVAL", "1.0"),
+        type=types.positive_float,
+        default=types.env("RELAY_POLL_INTERVAL", "1.0"),
         help="seconds between hub polls of Redis (default %(default)s)",
     )
     server.add_argument(
         "--keep-alive-timeout",
-        type=_positive_float,
-        default=_env("RELAY_KEEP_ALIVE_TIMEOUT", "5"),
+        type=types.positive_float,
+        default=types.env("RELAY_KEEP_ALIVE_TIMEOUT", "5"),
         help="seconds an idle HTTP keep-alive connection stays open",
     )
     server.add_argument(
         "--graceful-timeout",
-        type=_positive_float,
-        default=_env("RELAY_GRACEFUL_TIMEOUT", "2"),
+        type=types.positive_float,
+        default=types.env("RELAY_GRACEFUL_TIMEOUT", "2"),
         help="seconds in-flight requests get at shutdown",
     )
 
-    add_parsers(sub, TYPES)
+    add_parsers(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -183,10 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Ctrl-C stops everything.",
     )
     demo.add_argument("--queue", default="demo", help="queue name (default %(default)s)")
-    demo.add_argument("--rate", type=_positive_int, default=500, help="jobs enqueued per second")
-    demo.add_argument("--consumers", type=_positive_int, default=4, help="concurrent consumers")
     demo.add_argument(
-        "--fail-rate", type=_fraction, default=0.05, help="share of jobs that fail (0-1)"
+        "--rate", type=types.positive_int, default=500, help="jobs enqueued per second"
+    )
+    demo.add_argument(
+        "--consumers", type=types.positive_int, default=4, help="concurrent consumers"
+    )
+    demo.add_argument(
+        "--fail-rate", type=types.fraction, default=0.05, help="share of jobs that fail (0-1)"
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     return parser

@@ -23,6 +23,7 @@ from .._errors import InvalidInput
 from ..broker import Broker, open_broker
 from ..demo_handler import make_demo_handler
 from ..worker import Handler, QueueHandler, Worker, WorkerConfig
+from . import types
 
 
 def load_handler(spec: str, args: argparse.Namespace) -> Handler:
@@ -180,8 +181,8 @@ def run_pause(args: argparse.Namespace, paused: bool) -> int:
     return _broker_run(args, toggle)
 
 
-def add_parsers(sub: Any, types: Any) -> None:
-    """The worker and admin verbs' arguments. ``types`` holds the argparse types."""
+def add_parsers(sub: Any) -> None:
+    """The worker and admin verbs' arguments."""
     env = types.env
     worker = sub.add_parser(
         "worker",
