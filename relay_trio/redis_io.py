@@ -113,6 +113,7 @@ class RedisIO:
         self._scripts: dict[str, LuaScript] = {}
         self._blocking: redis.Redis | None = None
         self._blocking_limiter = trio.CapacityLimiter(max_connections)
+        self._waiters = 0
 
     @classmethod
     def from_url(
@@ -172,6 +173,14 @@ class RedisIO:
             return batch.execute(raise_on_error=raise_on_error)
 
         return await self.run(go)
+
+    def reserve_waiters(self, n: int) -> None:
+        """Make room for ``n`` more tasks blocked in :meth:`wait_hint` at once (a
+        worker reserves one per queue), so that no waiter queues behind another."""
+        self._waiters += n
+        if self._waiters > self._blocking_limiter.total_tokens:
+            self._blocking_limiter.total_tokens = self._waiters
+            self._blocking = None  # the next wait builds a pool of the new size
 
     async def wait_hint(self, key: str, block_seconds: float) -> bool:
         """BLPOP one wake-up hint from list ``key``, blocking up to ``block_seconds``.

@@ -75,6 +75,21 @@ class WorkerConfig:
     error_retry_delay: float = 1.0
     """Pause before a claim loop retries after Redis failed."""
 
+    def __post_init__(self) -> None:
+        checks = {
+            "visibility_ms": 100 <= self.visibility_ms <= 24 * 3600 * 1000,
+            "grace_period": 0 <= self.grace_period <= 24 * 3600,
+            "reap_interval": 0.001 <= self.reap_interval <= 3600,
+            "promote_interval": 0.001 <= self.promote_interval <= 3600,
+            "idle_wait": 0.01 <= self.idle_wait <= 30,
+            "max_claim": 1 <= self.max_claim <= 1000,
+            "max_ack_batch": 1 <= self.max_ack_batch <= 10_000,
+            "error_retry_delay": 0 <= self.error_retry_delay <= 3600,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"WorkerConfig: out of range: {', '.join(bad)}")
+
 
 @dataclass
 class WorkerStats:
@@ -120,6 +135,7 @@ class Worker:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Work until :meth:`stop`, then shut down gracefully and return."""
+        self.broker.io.reserve_waiters(len(self.handlers))
         async with trio.open_nursery() as service:
             service.start_soon(self._acker)
             service.start_soon(self._heartbeat)

@@ -697,7 +697,8 @@ async def test_backoff_through_the_real_flow(broker: Broker, rdb: redis.Redis) -
             assert {o.outcome for o in outcomes} == {"retry"}
             delays = [o.delay_ms for o in outcomes]
             assert all(0 <= d < ceiling for d in delays)
-            assert len(set(delays)) == ceiling  # every value of [0, ceiling) occurs
+            # spread over [0, ceiling): (all 16 values of 100 draws would flake ~2.5%)
+            assert len(set(delays)) >= max(2, ceiling * 3 // 4)
             await trio.sleep(0.03)
             assert await fast.promote(Q) == 100
         else:
