@@ -7,8 +7,6 @@ environment variable. Bad input exits non-zero with a one-line message.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import random
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -16,10 +14,10 @@ from functools import partial
 import trio
 
 from .._errors import RelayError
-from ..broker import Broker, open_broker
-from ..embedded import redis_url
 from . import types
 from .commands import COMMANDS, add_parsers
+from .demo import add_parser as add_demo_parser
+from .demo import run_demo
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -87,89 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub)
 
-    demo = sub.add_parser(
-        "demo",
-        help="run a demo: private Redis, a producer and consumers, live stats",
-        description="Starts a private redis-server unless --redis-url is given, then a "
-        "producer and consumers on the broker, printing queue stats every second. "
-        "Ctrl-C stops everything.",
-    )
-    demo.add_argument("--queue", default="demo", help="queue name (default %(default)s)")
-    demo.add_argument(
-        "--rate", type=types.positive_int, default=500, help="jobs enqueued per second"
-    )
-    demo.add_argument(
-        "--consumers", type=types.positive_int, default=4, help="concurrent consumers"
-    )
-    demo.add_argument(
-        "--fail-rate", type=types.fraction, default=0.05, help="share of jobs that fail (0-1)"
-    )
-    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    add_demo_parser(sub)
     return parser
-
-
-async def _demo_producer(broker: Broker, queue: str, rate: int) -> None:
-    batch = max(1, rate // 10)
-    n = 0
-    while True:
-        specs = [
-            broker.spec(f"job {n + i}", priority=random.choice((0, 0, 0, 5)), max_retries=2)
-            for i in range(batch)
-        ]
-        await broker.enqueue_many(queue, specs)
-        n += batch
-        await trio.sleep(batch / rate)
-
-
-async def _demo_consumer(broker: Broker, queue: str, fail_rate: float) -> None:
-    while True:
-        claim = await broker.claim(queue, 20, visibility_ms=10_000)
-        if not claim.jobs:
-            await trio.sleep(0.05)
-            continue
-        await trio.sleep(random.uniform(0.001, 0.02))
-        ok = [job for job in claim.jobs if random.random() >= fail_rate]
-        for job in claim.jobs:
-            if job not in ok:
-                await broker.nack(job, "demo handler failed on purpose")
-        await broker.ack_many(ok)
-
-
-async def _demo_maintenance(broker: Broker, queue: str) -> None:
-    while True:
-        await broker.promote(queue)
-        await broker.reap(queue)
-        await trio.sleep(0.5)
-
-
-async def _demo(args: argparse.Namespace, url: str) -> None:
-    async with open_broker(url, prefix=args.prefix) as broker, trio.open_nursery() as nursery:
-        nursery.start_soon(_demo_producer, broker, args.queue, args.rate)
-        for _ in range(args.consumers):
-            nursery.start_soon(_demo_consumer, broker, args.queue, args.fail_rate)
-        nursery.start_soon(_demo_maintenance, broker, args.queue)
-        deadline = trio.current_time() + args.duration if args.duration else float("inf")
-        while trio.current_time() < deadline:
-            await trio.sleep(1)
-            s = await broker.stats(args.queue)
-            print(
-                f"{args.queue}: ready={s.ready} inflight={s.inflight} delayed={s.delayed} "
-                f"dlq={s.dlq} processed={s.processed_total} dead={s.dead_total}",
-                flush=True,
-            )
-        nursery.cancel_scope.cancel()
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    given = contextlib.nullcontext((args.redis_url, False)) if args.redis_url else None
-    with given or redis_url() as (url, owned):
-        print(f"Redis: {url}{' (private, stops with the demo)' if owned else ''}", flush=True)
-        print("Ctrl-C to stop.", flush=True)
-        try:
-            trio.run(_demo, args, url)
-        except KeyboardInterrupt:
-            print("\nstopped", flush=True)
-    return 0
 
 
 def _run_server(args: argparse.Namespace) -> int:
@@ -213,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "server":
             return _run_server(args)
         if args.command == "demo":
-            return _run_demo(args)
+            return run_demo(args)
         return COMMANDS[args.command](args)
     except RelayError as exc:
         print(f"relay-trio: {exc}", file=sys.stderr)
