@@ -18,7 +18,10 @@ Ownership and lifetime:
   by the newer one, so a slow subscriber holds one snapshot at most and can
   block neither the poller nor anyone else.
 * A new subscriber is seeded with the cached snapshot at once.
-* A failing source skips the tick; the poller and the cache live on.
+* A failing source skips the tick; the poller and the cache live on. With
+  ``keepalive`` set, a subscriber that got nothing for that long (failing or
+  slow polls) is handed a keep-alive comment instead; it never replaces an
+  unread snapshot.
 * A subscriber that takes nothing for ``drop_after`` seconds while snapshots
   wait for it is dropped: its channel is closed and its cancel scope cancelled.
 * :meth:`Hub.close` (server shutdown) ends every subscription at once (their
@@ -34,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -68,6 +72,9 @@ class Snapshot:
     """The whole SSE event: ``id: <seq>\\ndata: <compact JSON array>\\n\\n``."""
     taken_at: float
     """``trio.current_time()`` when the poll finished."""
+
+
+KEEPALIVE_EVENT = b": keep-alive\n\n"
 
 
 def encode_event(seq: int, entries: Sequence[Mapping[str, Any]]) -> bytes:
@@ -139,10 +146,13 @@ class Hub:
         *,
         interval: float = 1.0,
         drop_after: float = 30.0,
+        keepalive: float | None = None,
         metrics: HubMetrics | None = None,
     ) -> None:
         self._source = source
         self.interval = interval
+        self.keepalive = keepalive
+        self._last_offer = -math.inf
         self.drop_after = drop_after
         self._metrics = metrics
         self._subscribers: set[Subscription] = set()
@@ -219,10 +229,27 @@ class Hub:
 
     async def _poll(self, scope: trio.CancelScope) -> None:
         with scope:
+            next_poll = trio.current_time()
             while True:
-                began = trio.current_time()
-                await self._tick()
-                await trio.sleep_until(began + self.interval)
+                now = trio.current_time()
+                if now >= next_poll:
+                    next_poll = now + self.interval
+                    await self._tick()
+                elif self.keepalive and now - self._last_offer >= self.keepalive:
+                    self._offer_keepalive(now)
+                wake = next_poll
+                if self.keepalive:
+                    wake = min(wake, self._last_offer + self.keepalive)
+                await trio.sleep_until(wake)
+
+    def _offer_keepalive(self, now: float) -> None:
+        """Nothing was sent for ``keepalive`` seconds (failing or slow polls): hand a
+        keep-alive comment to every subscriber that has nothing waiting."""
+        self._last_offer = now
+        keepalive = Snapshot(self._seq, (), KEEPALIVE_EVENT, now)
+        for subscription in list(self._subscribers):
+            if not subscription.pending:
+                subscription.offer(keepalive)
 
     async def _tick(self) -> None:
         began = trio.current_time()
@@ -243,6 +270,7 @@ class Hub:
         self._seq += 1
         snapshot = Snapshot(self._seq, entries, event, now)
         self.latest = snapshot
+        self._last_offer = now
         for subscription in list(self._subscribers):
             if subscription.pending and now - subscription.last_taken >= self.drop_after:
                 self._drop(subscription)

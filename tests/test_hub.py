@@ -19,7 +19,14 @@ import pytest
 import trio
 import trio.testing
 
-from relay_trio.hub import Hub, HubClosed, Snapshot, Subscription, encode_event
+from relay_trio.hub import (
+    KEEPALIVE_EVENT,
+    Hub,
+    HubClosed,
+    Snapshot,
+    Subscription,
+    encode_event,
+)
 
 # -- doubles ----------------------------------------------------------------------
 
@@ -573,3 +580,34 @@ async def test_close_makes_serve_return(autojump_clock: trio.testing.MockClock) 
             with trio.fail_after(0.001):  # no waiting: serve ends at once
                 await returned.wait()
     assert hub.closing and not hub.polling
+
+
+async def test_keepalive_when_polls_fail_never_replacing_a_snapshot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    source = FakeSource()
+    hub = Hub(source, interval=1.0, keepalive=3.0)
+    async with serving(hub), hub.subscribe() as reader, hub.subscribe() as idle:
+        first = await reader.receive()
+        assert first.event.startswith(b"id: 1\n")
+        source.error = RuntimeError("redis down")
+        t0 = trio.current_time()
+        with trio.fail_after(5):
+            keepalive = await reader.receive()
+        assert keepalive.event == KEEPALIVE_EVENT
+        assert 2.9 <= trio.current_time() - t0 <= 3.1  # 3 s after the last snapshot
+        # the idle subscriber still holds its unread snapshot 1, not a keep-alive
+        assert (await idle.receive()).seq == 1
+        assert hub.latest is first  # keep-alives are never cached for late joiners
+        source.error = None
+        with trio.fail_after(2):
+            assert (await reader.receive()).event.startswith(b"id: 2\n")
+
+
+async def test_keepalive_between_slow_polls(autojump_clock: trio.testing.MockClock) -> None:
+    hub = Hub(FakeSource(), interval=10.0, keepalive=2.0)
+    async with serving(hub), hub.subscribe() as reader:
+        events = [(await reader.receive()).event for _ in range(5)]
+        assert events[0].startswith(b"id: 1\n")
+        assert events[1:] == [KEEPALIVE_EVENT] * 4
+        assert (await reader.receive()).event.startswith(b"id: 2\n")

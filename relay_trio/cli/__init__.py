@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_server(args: argparse.Namespace) -> int:
     from ..server.config import ServerConfig
-    from ..server.serve import serve_relay
+    from ..server.serve import serve_relay, tune_gc_for_streams
 
     config = ServerConfig.from_env(
         redis_url=args.redis_url,
@@ -118,6 +118,7 @@ def _run_server(args: argparse.Namespace) -> int:
             )
             print(f"relay-trio server on {binds[0]} (Redis {config.redis_url})", flush=True)
 
+    tune_gc_for_streams()
     trio.run(run)
     return 0
 

@@ -29,6 +29,7 @@ states the same rules as JSON Schema.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import re
 from collections import Counter
@@ -436,6 +437,27 @@ async def put_rate_limit(q: str) -> ResponseReturnValue:
 async def delete_rate_limit(q: str) -> ResponseReturnValue:
     await _broker().clear_rate_limit(validate_queue_name(q))
     return {"rate": None, "burst": None}
+
+
+# -- about this server --------------------------------------------------------------
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("relay-trio")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@api.get("/info")
+async def server_info() -> ResponseReturnValue:
+    """What a client (the dashboard) needs to know: ``{read_only, auth_required, version}``."""
+    config = relay_state().config
+    return {
+        "read_only": config.read_only,
+        "auth_required": config.api_token is not None,
+        "version": _version(),
+    }
 
 
 # -- the document ----------------------------------------------------------------------

@@ -57,6 +57,31 @@ class RelayApp(QuartTrio):
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ASSET_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".woff2": "font/woff2",
+}
+"""What ``/assets/`` serves, by file suffix; any other file is a 404."""
+DASHBOARD_CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+"""The page runs only its own scripts: no inline script or handler, even if some
+text were ever rendered as HTML by mistake."""
 
 
 def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = None) -> RelayApp:
@@ -89,6 +114,7 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
             source,
             interval=config.poll_interval,
             drop_after=config.drop_after,
+            keepalive=config.keepalive_interval,
             metrics=state.metrics,
         )
         await app.nursery.start(hub.serve)
@@ -136,12 +162,28 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
     async def metrics_text() -> Response:
         return Response(relay_state().metrics.render(), content_type=CONTENT_TYPE)
 
-    @app.get("/")
-    async def index() -> Response | tuple[Response, int]:
-        page = WEB_DIR / "index.html"
-        if not page.is_file():
-            return json_error("the dashboard is not built into this install", 404)
-        return Response(page.read_bytes(), content_type="text/html; charset=utf-8")
+    # The dashboard: the page at ``/`` and its files (plain ES modules, CSS, the
+    # vendored chart library) under ``/assets/``. Both rules are the one "index"
+    # endpoint: the dashboard, not part of the API or its OpenAPI document.
+    @app.get("/", defaults={"asset": None})
+    @app.get("/assets/<path:asset>")
+    async def index(asset: str | None) -> Response | tuple[Response, int]:
+        if asset is None:
+            page = WEB_DIR / "index.html"
+            if not page.is_file():
+                return json_error("the dashboard is not built into this install", 404)
+            response = Response(page.read_bytes(), content_type="text/html; charset=utf-8")
+            response.headers["Content-Security-Policy"] = DASHBOARD_CSP
+        else:
+            found = dashboard_asset(asset)
+            if found is None:
+                return json_error("no such dashboard file", 404)
+            path, content_type = found
+            response = Response(path.read_bytes(), content_type=content_type)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -161,6 +203,27 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
         return json_error("internal server error", 500)
 
     return app
+
+
+def dashboard_asset(name: str) -> tuple[Path, str] | None:
+    """The file ``name`` names under ``web/`` and its content type, or None.
+
+    Only files of a known type, with no hidden or parent segment, that resolve
+    (symlinks too) inside ``web/``: nothing else on the disk can be read."""
+    parts = name.split("/")
+    if any(not part or part.startswith(".") or "\\" in part for part in parts):
+        return None
+    content_type = ASSET_TYPES.get(Path(name).suffix.lower())
+    if content_type is None:
+        return None
+    root = WEB_DIR.resolve()
+    try:
+        path = root.joinpath(*parts).resolve()
+    except (OSError, ValueError):
+        return None
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path, content_type
 
 
 def _same_origin() -> bool:

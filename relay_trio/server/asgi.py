@@ -7,5 +7,7 @@ shutdown signal arrives instead of after Hypercorn's graceful timeout.
 """
 
 from .app import create_app
+from .serve import tune_gc_for_streams
 
 app = create_app()
+tune_gc_for_streams()

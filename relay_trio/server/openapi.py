@@ -220,6 +220,17 @@ def _schemas(max_payload_bytes: int) -> Schema:
             {"rate": {"type": ["number", "null"]}, "burst": {"type": ["integer", "null"]}},
             ["rate", "burst"],
         ),
+        "ServerInfo": _object(
+            {
+                "read_only": {"type": "boolean", "description": "mutating calls are refused (403)"},
+                "auth_required": {
+                    "type": "boolean",
+                    "description": "/api/* wants a bearer token (the stream: ?access_token=)",
+                },
+                "version": {"type": "string"},
+            },
+            ["read_only", "auth_required", "version"],
+        ),
         "Paused": _object(
             {"queue": {"type": "string"}, "paused": {"type": "boolean"}}, ["queue", "paused"]
         ),
@@ -365,6 +376,16 @@ def _paths() -> Schema:
                 body="RateLimitRequest",
             ),
             "delete": _op("clearRateLimit", "Remove the limit", rate_limit, WRITE_ERRORS),
+        },
+        "/api/info": {
+            "get": _op(
+                "serverInfo",
+                "What a client needs to know about this server",
+                (200, _ref("ServerInfo"), "read-only mode, auth, version"),
+                READ_ERRORS,
+                params=(),
+                tag="ops",
+            )
         },
         "/api/openapi.json": {
             "get": _op(
