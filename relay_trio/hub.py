@@ -17,7 +17,9 @@ Ownership and lifetime:
   own memory channel of size 1: **latest wins** — an unread snapshot is replaced
   by the newer one, so a slow subscriber holds one snapshot at most and can
   block neither the poller nor anyone else.
-* A new subscriber is seeded with the cached snapshot at once.
+* A new subscriber is seeded with the cached snapshot at once while the poller
+  runs; after an idle spell the cache is stale, and the poller, starting, polls
+  at once instead.
 * A failing source skips the tick; the poller and the cache live on. With
   ``keepalive`` set, a subscriber that got nothing for that long (failing or
   slow polls) is handed a keep-alive comment instead; it never replaces an
@@ -208,7 +210,9 @@ class Hub:
         subscription = Subscription(trio.current_time())
         self._subscribers.add(subscription)
         self._report("subscribers", len(self._subscribers))
-        if self.latest is not None:
+        if self.latest is not None and self._poll_scope is not None:
+            # fresh while the poller runs; after an idle spell the cache may be
+            # minutes old, and the poller starting below polls at once instead
             subscription.offer(self.latest)
         if self._poll_scope is None:
             self._poll_scope = trio.CancelScope()

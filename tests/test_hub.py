@@ -199,14 +199,14 @@ async def test_stops_after_the_last_subscriber_and_restarts(
         t1 = trio.current_time()
         async with hub.subscribe() as c:
             assert hub.polling
-            assert c.pending  # seeded with the cached snapshot
+            assert not c.pending  # not seeded with the stale cache from before idling
             await trio.sleep(0.001)
             assert source.calls == 4
             assert hub.latest is not None
             assert hub.latest.seq == 4
             assert hub.latest.taken_at == t1
             got = await c.receive()
-            assert got is hub.latest  # latest wins over the stale seed
+            assert got is hub.latest  # the immediate fresh poll
             await at(t1, 3.5)
             assert source.calls == 7
             assert (await c.receive()).seq == 7

@@ -21,6 +21,7 @@ from .state import relay_state
 
 stream = Blueprint("stream", __name__)
 
+
 async def sse_events(hub: Hub, retry_ms: int) -> AsyncIterator[bytes]:
     """The body of one stream: the retry hint, then what the hub hands over —
     snapshots, and keep-alive comments when there was nothing to send (the hub

@@ -1,0 +1,543 @@
+"""The dashboard in a real browser: Playwright (sync API) driving Debian's Chromium.
+
+Each test drives a real ``relay-trio server`` subprocess on the test Redis, under
+a key prefix of its own, and makes jobs move with the broker (``claim`` and
+``ack``/``nack`` from the test). ``playwright install`` is never needed: the
+browser is the system's Chromium (``/usr/bin/chromium`` or ``chromium`` on PATH);
+without one the module is skipped.
+
+``RELAY_SCREENSHOTS=1`` also saves the main states to ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import pytest
+import redis
+import trio
+from conftest import RedisServer
+
+from relay_trio.broker import Broker, open_broker
+
+
+def _find_chromium() -> str | None:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+CHROMIUM = _find_chromium()
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium executable (/usr/bin/chromium, or chromium on PATH)"
+)
+
+from playwright.sync_api import (  # noqa: E402  (after the skip: the reason is the browser)
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
+
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+POLL = 0.2  # the servers' hub interval: quick updates, quick tests
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+HELP_SEEN = "localStorage.setItem('relay-trio.help-seen', '1')"
+XSS = "<img src=x onerror=window.__xss=1>"
+T = TypeVar("T")
+
+
+# -- servers ----------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    redis_url: str
+    prefix: str
+    port: int
+    extra: tuple[str, ...] = ()
+    proc: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "relay_trio.cli", "--redis-url", self.redis_url),
+                *("--prefix", self.prefix, "server", "--port", str(self.port)),
+                *("--poll-interval", str(POLL), *self.extra),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            match = re.search(r"relay-trio server on http://[^:\s]+:(\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                # keep draining, so that a full pipe never blocks the server
+                threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+                return self
+        self.stop()
+        raise AssertionError("the server did not report its address:\n" + "".join(self.output))
+
+    def _drain(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.output.append(line)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def broker(self, work: Callable[[Broker], Awaitable[T]]) -> T:
+        """Run ``work`` with a broker on this server's Redis and prefix."""
+
+        async def main() -> T:
+            async with open_broker(self.redis_url, prefix=self.prefix) as broker:
+                return await work(broker)
+
+        return trio.run(main)
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(self.url + "/metrics", timeout=5).text
+        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+        assert match, f"{name} is not in /metrics"
+        return float(match.group(1))
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=prefix + ":*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def make_server(redis_server: RedisServer) -> Iterator[Callable[..., Server]]:
+    """Start servers of this test (each under a prefix of its own); all stop at teardown."""
+    started: list[Server] = []
+
+    def make(*extra: str, port: int = 0, prefix: str | None = None) -> Server:
+        prefix = prefix or "relaytest-dash-" + secrets.token_hex(6)
+        server = Server(redis_server.url, prefix, port, extra).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+    for prefix in {s.prefix for s in started}:
+        delete_prefix(redis_server.url, prefix)
+
+
+@pytest.fixture(scope="module")
+def shared(redis_server: RedisServer) -> Iterator[Server]:
+    """One plain server for the tests that need nothing special (each uses its own queues)."""
+    server = Server(redis_server.url, "relaytest-dash-" + secrets.token_hex(6), 0).start()
+    yield server
+    server.stop()
+    delete_prefix(redis_server.url, server.prefix)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- the browser ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh profile (empty storage): the help overlay will open on the first visit."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(8000)
+    yield ctx
+    ctx.close()
+
+
+def open_page(context: BrowserContext, url: str, *, help_seen: bool = True) -> Page:
+    page = context.new_page()
+    if help_seen:
+        page.add_init_script(HELP_SEEN)
+    page.goto(url)
+    return page
+
+
+def wait_live(page: Page) -> None:
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+
+
+def screenshot(page: Page, name: str) -> None:
+    if os.environ.get("RELAY_SCREENSHOTS") == "1":
+        time.sleep(1.5)  # a few more snapshots in the charts
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def console_errors(page: Page) -> list[str]:
+    errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+    return errors
+
+
+async def dead_letter(broker: Broker, queue: str, payload: str, error: str) -> str:
+    result = await broker.enqueue(queue, payload, max_retries=1)
+    claim = await broker.claim(queue)
+    (job,) = claim.jobs
+    assert (await broker.nack(job, error)).outcome == "dead"
+    return result.id
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+
+def test_overview_loads_clean_and_tiles_follow_the_jobs(
+    context: BrowserContext, shared: Server
+) -> None:
+    queue = "tiles"
+    shared.broker(lambda b: b.enqueue_many(queue, [b.spec(f"job {i}") for i in range(5)]))
+    page = context.new_page()
+    errors = console_errors(page)
+    page.add_init_script(HELP_SEEN)
+    page.goto(f"{shared.url}/#queue={queue}")
+    wait_live(page)
+    expect(page.locator("#queue-title")).to_have_text(queue)
+    expect(page.locator("#t-ready")).to_have_text("5")
+    expect(page.locator(f'#queue-list li[data-queue="{queue}"] .q-count-n')).to_have_text("5")
+
+    claimed = shared.broker(lambda b: b.claim(queue, 2))
+    expect(page.locator("#t-inflight")).to_have_text("2")
+    expect(page.locator("#t-ready")).to_have_text("3")
+    shared.broker(lambda b: b.ack_many(claimed.jobs))
+    expect(page.locator("#t-inflight")).to_have_text("0")
+    expect(page.locator("#t-processed")).to_have_text("2")
+
+    async def traffic(broker: Broker) -> None:  # some throughput for the charts
+        for round_ in range(12):
+            await broker.enqueue_many(queue, [broker.spec("x") for _ in range(10 + round_)])
+            await broker.ack_many((await broker.claim(queue, 8 + round_)).jobs)
+            await trio.sleep(POLL)
+
+    shared.broker(traffic)
+    expect(page.locator("#t-rate")).not_to_have_text("0/s")
+    expect(page.locator("#t-processed")).not_to_have_text("2")
+    # the charts are uPlot canvases with data in them
+    assert page.locator("#depth-chart canvas").count() == 1
+    assert page.locator("#rate-chart canvas").count() == 1
+    assert page.evaluate("document.querySelectorAll('.uplot').length") == 2
+    screenshot(page, "overview")
+
+    page.get_by_role("button", name="Pause").click()
+    item = page.locator(f'#queue-list li[data-queue="{queue}"]')
+    expect(item.locator(".badge-paused")).to_be_visible()
+    expect(page.locator("#queue-sub")).to_contain_text("Paused")
+    assert shared.broker(lambda b: b.claim(queue)).paused
+    page.get_by_role("button", name="Resume").click()
+    expect(item.locator(".badge-paused")).to_be_hidden()
+    expect(page.get_by_role("button", name="Pause")).to_be_visible()
+    assert errors == []
+
+
+def test_dead_job_shows_in_the_dlq_table_and_requeue_removes_it(
+    context: BrowserContext, shared: Server
+) -> None:
+    queue = "dlq-demo"
+    first = shared.broker(lambda b: dead_letter(b, queue, '{"to": "ada@example.com"}', "timeout"))
+    second = shared.broker(lambda b: dead_letter(b, queue, "report 7", "KeyError: 'x'"))
+    page = context.new_page()
+    dlq_requests: list[str] = []
+    page.on("request", lambda r: dlq_requests.append(r.url) if "/dlq" in r.url else None)
+    page.add_init_script(HELP_SEEN)
+    page.goto(f"{shared.url}/#queue={queue}")
+    rows = page.locator("#dlq-body tr")
+    expect(rows).to_have_count(2)
+    row = page.locator(f'#dlq-body tr[data-id="{first}"]')
+    expect(row.locator("td").nth(1)).to_have_text("1/1")
+    expect(row.locator("td.err")).to_have_text("timeout")
+    expect(row.locator("td.payload")).to_have_text('{"to": "ada@example.com"}')
+    expect(row.locator("td.age")).to_have_text(re.compile(r"^\d+s$"))
+    expect(page.locator("#t-dlq")).to_have_text("2")
+    screenshot(page, "dlq")
+
+    # the DLQ page is fetched when the queue's DLQ changes, not on every snapshot
+    time.sleep(6 * POLL)
+    assert len(dlq_requests) == 1, dlq_requests
+
+    page.get_by_role("button", name=f"Requeue job {first}").click()
+    expect(rows).to_have_count(1)
+    expect(page.locator(f'#dlq-body tr[data-id="{second}"]')).to_have_count(1)
+    expect(page.locator("#t-dlq")).to_have_text("1")
+    expect(page.locator("#t-ready")).to_have_text("1")
+    expect(page.locator("#notice")).to_contain_text("Requeued job")
+    job = shared.broker(lambda b: b.get_job(queue, first))
+    assert job.state.value == "ready" and job.attempts == 0
+
+    page.get_by_role("button", name="Purge").click()  # asks first
+    confirm = page.locator("#confirm-dialog")
+    expect(confirm).to_be_visible()
+    expect(confirm).to_contain_text(f"Delete all 1 dead jobs of {queue}")
+    page.keyboard.press("Escape")
+    expect(confirm).to_be_hidden()
+    expect(rows).to_have_count(1)
+    page.get_by_role("button", name="Purge").click()
+    confirm.get_by_role("button", name="Purge").click()
+    expect(rows).to_have_count(0)
+    expect(page.locator("#dlq-empty")).to_be_visible()
+    expect(page.locator("#t-dlq")).to_have_text("0")
+
+
+def test_payloads_and_errors_are_text_and_run_nothing(
+    context: BrowserContext, shared: Server
+) -> None:
+    queue = "xss"
+    shared.broker(lambda b: dead_letter(b, queue, XSS, "<b onmouseover=window.__xss=2>boom</b>"))
+    page = open_page(context, f"{shared.url}/#queue={queue}")
+    expect(page.locator("#dlq-body tr")).to_have_count(1)
+    expect(page.locator("#dlq-body td.payload")).to_have_text(XSS)
+    expect(page.locator("#dlq-body td.err")).to_have_text("<b onmouseover=window.__xss=2>boom</b>")
+    assert page.locator("#dlq-body img").count() == 0
+    assert page.locator("#dlq-body b").count() == 0
+    page.locator("#dlq-body td.err").hover()
+    assert page.evaluate("window.__xss") is None
+
+
+def test_enqueue_form_reports_a_duplicate_idempotency_key(
+    context: BrowserContext, shared: Server
+) -> None:
+    page = open_page(context, shared.url)
+    wait_live(page)
+    page.get_by_label("Queue", exact=True).fill("form-q")
+    page.get_by_label("Payload").fill("hello")
+    page.get_by_label("Idempotency key").fill("order-1")
+    result = page.locator("#enqueue-result")
+    page.get_by_role("button", name="Enqueue", exact=True).click()
+    expect(result).to_have_text(re.compile(r"^Enqueued job [0-9a-f]{8} \(ready\)$"))
+    page.get_by_role("button", name="Enqueue", exact=True).click()
+    expect(result).to_have_text(re.compile(r"^409 · idempotency key 'order-1' already names job"))
+    expect(result).to_have_class(re.compile(r"\berror\b"))
+
+    page.get_by_label("Idempotency key").fill("")
+    page.get_by_label("Count").fill("3")
+    page.get_by_label("Priority").fill("9")
+    page.get_by_role("button", name="Enqueue", exact=True).click()
+    expect(result).to_have_text("Enqueued 3 jobs (ready)")
+    page.get_by_label("Priority").fill("300")  # refused by the page, before any request
+    page.get_by_role("button", name="Enqueue", exact=True).click()
+    expect(result).to_have_text("Priority must be between 0 and 255")
+    stats = shared.broker(lambda b: b.stats("form-q"))
+    assert stats.ready == 4
+
+
+def test_two_pages_add_no_redis_load(browser: Browser, shared: Server, rdb: redis.Redis) -> None:
+    """The hub polls once per tick whoever watches: Redis commands per poll and per
+    second are the same with one page and with two."""
+
+    def just_after_a_poll() -> tuple[float, int, float]:
+        """Polls so far, Redis commands so far, and the time, read right after a poll
+        ended: both ends of a measurement at the same phase of the hub's tick."""
+        before = shared.metric("relay_hub_polls_total")
+        while (polls := shared.metric("relay_hub_polls_total")) == before:
+            time.sleep(0.005)
+        return polls, int(rdb.info("stats")["total_commands_processed"]), time.monotonic()
+
+    def measure(seconds: float = 2.0) -> tuple[float, float]:
+        polls0, cmds0, t0 = just_after_a_poll()
+        time.sleep(seconds)
+        polls1, cmds1, t1 = just_after_a_poll()
+        commands = cmds1 - cmds0 - 1  # less our own first INFO
+        return commands / (polls1 - polls0), commands / (t1 - t0)
+
+    def wait_subscribers(count: int) -> None:
+        deadline = time.monotonic() + 5
+        while shared.metric("relay_hub_subscribers") != count:
+            assert time.monotonic() < deadline, f"the hub never had {count} subscriber(s)"
+            time.sleep(POLL)
+
+    shared.broker(lambda b: b.enqueue_many("load", [b.spec("x") for _ in range(3)]))
+    contexts = [browser.new_context() for _ in range(2)]
+    try:
+        first = open_page(contexts[0], shared.url)
+        wait_live(first)
+        wait_subscribers(1)  # pages of earlier tests have left the hub
+        per_poll_1, rate_1 = measure()
+        second = open_page(contexts[1], shared.url)
+        wait_live(second)
+        wait_subscribers(2)
+        per_poll_2, rate_2 = measure()
+    finally:
+        for ctx in contexts:
+            ctx.close()
+    assert per_poll_1 > 0
+    assert abs(per_poll_2 - per_poll_1) <= 0.1 * per_poll_1, (per_poll_1, per_poll_2)
+    assert abs(rate_2 - rate_1) <= 0.1 * rate_1, (rate_1, rate_2)
+
+
+def test_help_opens_on_first_visit_closes_with_escape_and_reopens(
+    context: BrowserContext, shared: Server
+) -> None:
+    page = open_page(context, shared.url, help_seen=False)
+    dialog = page.locator("#help")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("at-least-once", ignore_case=True)
+    in_dialog = "document.getElementById('help').contains(document.activeElement)"
+    assert page.evaluate(in_dialog)
+    for _ in range(6):  # focus is trapped in the dialog
+        page.keyboard.press("Tab")
+        assert page.evaluate(in_dialog)
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate(in_dialog)
+    screenshot(page, "help")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+    page.reload()  # seen once: not opened again
+    wait_live(page)
+    expect(dialog).to_be_hidden()
+    opener = page.get_by_role("button", name="Help: how a job moves")
+    opener.click()
+    expect(dialog).to_be_visible()
+    assert page.evaluate(in_dialog)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert page.evaluate("document.activeElement.id") == "help-open"
+    page.locator("body").press("?")  # the keyboard shortcut
+    expect(dialog).to_be_visible()
+    page.get_by_role("button", name="Got it").click()
+    expect(dialog).to_be_hidden()
+
+
+def test_reconnecting_when_the_server_goes_and_live_when_it_returns(
+    context: BrowserContext, make_server: Callable[..., Server]
+) -> None:
+    port = free_port()
+    server = make_server(port=port)
+    server.broker(lambda b: b.enqueue("comeback", "x"))
+    page = open_page(context, f"{server.url}/#queue=comeback")
+    wait_live(page)
+    expect(page.locator("#t-ready")).to_have_text("1")
+    server.kill()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#conn-label")).to_have_text("Reconnecting…")
+    screenshot(page, "reconnecting")
+    server.broker(lambda b: b.enqueue("comeback", "y"))
+    make_server(port=port, prefix=server.prefix)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=12_000)
+    expect(page.locator("#t-ready")).to_have_text("2")
+
+
+def test_read_only_mode_hides_changes_and_shows_a_403(
+    context: BrowserContext, make_server: Callable[..., Server]
+) -> None:
+    server = make_server("--read-only")
+    server.broker(lambda b: dead_letter(b, "ro", "payload", "err"))
+    page = open_page(context, f"{server.url}/#queue=ro")
+    wait_live(page)
+    expect(page.locator("#readonly-badge")).to_be_visible()
+    expect(page.locator("#dlq-body tr")).to_have_count(1)
+    for selector in (
+        "#enqueue-card",
+        "#pause-btn",
+        "#dlq-requeue-all",
+        "#dlq-purge",
+        "#dlq-body .actions",
+    ):
+        expect(page.locator(selector)).to_be_hidden()
+    # should a change be sent anyway, the server's refusal is shown
+    page.evaluate("document.getElementById('pause-btn').click()")
+    expect(page.locator("#notice")).to_contain_text("403 · the server is read-only")
+
+
+def test_auth_mode_asks_for_the_token_once(
+    context: BrowserContext, make_server: Callable[..., Server]
+) -> None:
+    token = "s3cret-" + secrets.token_hex(4)
+    server = make_server("--api-token", token)
+    server.broker(lambda b: b.enqueue("guarded", "x"))
+    page = open_page(context, f"{server.url}/#queue=guarded")
+    prompt = page.locator("#token-dialog")
+    expect(prompt).to_be_visible()
+    page.get_by_label("Token", exact=True).fill("wrong")
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator("#token-error")).to_have_text("That token was refused. Try again.")
+    page.get_by_label("Token", exact=True).fill(token)
+    page.get_by_role("button", name="Connect").click()
+    expect(prompt).to_be_hidden()
+    wait_live(page)
+    expect(page.locator("#t-ready")).to_have_text("1")
+    assert page.evaluate("sessionStorage.getItem('relay-trio.token')") == token
+
+    page.get_by_label("Payload").fill("with a token")
+    page.get_by_role("button", name="Enqueue", exact=True).click()
+    expect(page.locator("#enqueue-result")).to_have_text(re.compile(r"^Enqueued job"))
+    expect(page.locator("#t-ready")).to_have_text("2")
+
+    page.reload()  # the token is kept for the tab: no new prompt
+    wait_live(page)
+    expect(prompt).to_be_hidden()

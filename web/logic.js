@@ -1,0 +1,316 @@
+// Pure logic of the dashboard: no DOM, no network, no clock of its own (every
+// function that needs "now" takes it as an argument). The page imports this
+// module; web/tests/logic.test.mjs tests it with Node's built-in test runner.
+
+export const QUEUE_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
+export const MAX_BULK_COUNT = 10000;
+export const MAX_PRIORITY = 255;
+export const MAX_DELAY_MS = 366 * 86_400_000;
+
+// -- numbers -----------------------------------------------------------------------
+
+/** An integer count with thousands separators ("1,234,567"); "—" if not a number. */
+export function formatCount(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "—";
+  const sign = value < 0 ? "-" : "";
+  const digits = String(Math.round(Math.abs(value)));
+  return sign + digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+/** A short count for tight places: 999, 1.2k, 12k, 3.4M, 1.2B. */
+export function formatCompact(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "—";
+  const abs = Math.abs(value);
+  const sign = value < 0 ? "-" : "";
+  for (const [size, suffix] of [
+    [1e9, "B"],
+    [1e6, "M"],
+    [1e3, "k"],
+  ]) {
+    if (abs >= size) {
+      const scaled = abs / size;
+      // one decimal below 10 (1.2k), none above (12k); never "10.0k"
+      const text = scaled < 9.95 ? scaled.toFixed(1).replace(/\.0$/, "") : String(Math.round(scaled));
+      return sign + text + suffix;
+    }
+  }
+  return sign + String(Math.round(abs));
+}
+
+/** A rate per second: "0", "0.4", "12.5", "1,234". */
+export function formatRate(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "—";
+  if (value <= 0) return "0";
+  if (value < 10) return value.toFixed(1).replace(/\.0$/, "");
+  return formatCount(value);
+}
+
+// -- time --------------------------------------------------------------------------
+
+/** An age in the two largest units: "12s", "3m 12s", "2h 5m", "4d 3h". */
+export function formatAge(ms) {
+  if (typeof ms !== "number" || Number.isNaN(ms)) return "—";
+  if (ms === Infinity) return "—";
+  const total = Math.max(0, Math.floor(ms / 1000)); // a clock skew never shows a negative age
+  const days = Math.floor(total / 86400);
+  const hours = Math.floor((total % 86400) / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const seconds = total % 60;
+  if (days > 0) return hours ? `${days}d ${hours}h` : `${days}d`;
+  if (hours > 0) return minutes ? `${hours}h ${minutes}m` : `${hours}h`;
+  if (minutes > 0) return seconds ? `${minutes}m ${seconds}s` : `${minutes}m`;
+  return `${seconds}s`;
+}
+
+/** Milliseconds since an ISO 8601 time (NaN when it cannot be read). */
+export function ageMs(isoTime, nowMs) {
+  const then = Date.parse(isoTime);
+  return Number.isNaN(then) ? NaN : nowMs - then;
+}
+
+/** "HH:MM:SS" of a time in ms, in the page's time zone. */
+export function formatClock(ms) {
+  const d = new Date(ms);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
+}
+
+// -- text --------------------------------------------------------------------------
+
+/** One line of at most ``max`` characters (code points), whitespace collapsed, "…" if cut. */
+export function preview(text, max = 80) {
+  const flat = String(text ?? "").replace(/\s+/g, " ").trim();
+  const chars = Array.from(flat);
+  if (chars.length <= max) return flat;
+  return chars.slice(0, Math.max(0, max - 1)).join("") + "…";
+}
+
+export function shortId(id) {
+  return String(id ?? "").slice(0, 8);
+}
+
+// -- rolling windows and throughput ----------------------------------------------------
+
+/** The points no older than ``windowMs`` before ``nowMs`` (points are ``{t, ...}``). */
+export function trimWindow(points, nowMs, windowMs) {
+  const oldest = nowMs - windowMs;
+  let start = 0;
+  while (start < points.length && points[start].t < oldest) start += 1;
+  return start === 0 ? points : points.slice(start);
+}
+
+/**
+ * ``points`` with ``point`` appended and everything older than ``windowMs`` before
+ * it dropped. A point not newer than the last one (the same snapshot seen again after
+ * a reconnect, or a clock step back) replaces nothing and is ignored.
+ */
+export function appendPoint(points, point, windowMs) {
+  const last = points[points.length - 1];
+  if (last !== undefined && !(point.t > last.t)) return points;
+  return trimWindow([...points, point], point.t, windowMs);
+}
+
+/**
+ * Per-second rates of a lifetime counter between consecutive points: one value per
+ * point, ``null`` for the first (nothing to compare with). A counter that went down
+ * (reset, or the queue was deleted and made again) reads as 0; a rate is never
+ * negative, and a zero or negative time step reads as 0 too.
+ */
+export function counterRates(points, field) {
+  const out = new Array(points.length);
+  for (let i = 0; i < points.length; i += 1) {
+    if (i === 0) {
+      out[i] = null;
+      continue;
+    }
+    out[i] = rateBetween(points[i - 1], points[i], field);
+  }
+  return out;
+}
+
+export function rateBetween(before, after, field) {
+  const a = before[field];
+  const b = after[field];
+  const seconds = (after.t - before.t) / 1000;
+  if (!Number.isFinite(a) || !Number.isFinite(b) || !(seconds > 0)) return 0;
+  const delta = b - a;
+  return delta > 0 ? delta / seconds : 0;
+}
+
+/** The newest per-second rate of ``field`` in ``points`` (0 with fewer than two). */
+export function latestRate(points, field) {
+  const n = points.length;
+  return n < 2 ? 0 : rateBetween(points[n - 2], points[n - 1], field);
+}
+
+/**
+ * The mean per-second rate of ``field`` over the last ``spanMs`` of ``points``: the sum
+ * of the positive steps (a reset step counts 0) over the time they span; 0 with fewer
+ * than two points in the span.
+ */
+export function averageRate(points, field, spanMs) {
+  const n = points.length;
+  if (n < 2) return 0;
+  const newest = points[n - 1].t;
+  let first = n - 1;
+  while (first > 0 && newest - points[first - 1].t <= spanMs) first -= 1;
+  if (first === n - 1) first = n - 2; // at least one step, however long
+  let sum = 0;
+  for (let i = first + 1; i < n; i += 1) {
+    const a = points[i - 1][field];
+    const b = points[i][field];
+    if (Number.isFinite(a) && Number.isFinite(b) && b > a) sum += b - a;
+  }
+  const seconds = (newest - points[first].t) / 1000;
+  return seconds > 0 ? sum / seconds : 0;
+}
+
+/**
+ * The time range a chart shows, in ms: the last ``windowMs`` before ``endMs``, but on a
+ * fresh page only as far back as the first point goes (and at least ``minSpanMs``), so
+ * that the first seconds of data fill the chart instead of a sliver at its edge.
+ */
+export function chartRange(firstMs, endMs, windowMs, minSpanMs = 15_000) {
+  const span = Math.min(windowMs, Math.max(minSpanMs, endMs - (firstMs ?? endMs)));
+  return [endMs - span, endMs];
+}
+
+/**
+ * Columns for a chart: ``{x, values, rates}`` with ``x`` in ms, one array per field of
+ * ``fields`` (the points' values) and of ``rateFields`` (per-second rates of those
+ * counters). Where two points are more than ``maxGapMs`` apart (an outage, a stopped
+ * poller) a null row is put between them, so that no line is drawn across the time
+ * nothing was known; a rate across such a gap is null too.
+ */
+export function chartColumns(points, fields, rateFields, maxGapMs) {
+  const x = [];
+  const values = fields.map(() => []);
+  const rates = rateFields.map(() => []);
+  for (let i = 0; i < points.length; i += 1) {
+    const point = points[i];
+    const prev = points[i - 1];
+    const broken = prev !== undefined && point.t - prev.t > maxGapMs;
+    if (broken) {
+      x.push(prev.t + 1);
+      for (const column of values) column.push(null);
+      for (const column of rates) column.push(null);
+    }
+    x.push(point.t);
+    fields.forEach((field, k) => values[k].push(point[field] ?? null));
+    rateFields.forEach((field, k) => rates[k].push(prev === undefined || broken ? null : rateBetween(prev, point, field)));
+  }
+  return { x, values, rates };
+}
+
+/** How far apart two snapshots may be before a chart shows a gap between them. */
+export function maxGap(intervalMs) {
+  return Math.max(5_000, 5 * (Number.isFinite(intervalMs) ? intervalMs : 0));
+}
+
+/** The median gap between consecutive points in ms (``fallback`` with fewer than two). */
+export function medianInterval(points, fallback = 1000) {
+  const gaps = [];
+  for (let i = 1; i < points.length; i += 1) gaps.push(points[i].t - points[i - 1].t);
+  if (gaps.length === 0) return fallback;
+  gaps.sort((x, y) => x - y);
+  const mid = gaps.length >> 1;
+  return gaps.length % 2 ? gaps[mid] : (gaps[mid - 1] + gaps[mid]) / 2;
+}
+
+/** A snapshot entry as a chart point at its time ``t`` (ms). */
+export function toPoint(entry, t) {
+  return {
+    t,
+    ready: entry.ready ?? 0,
+    inflight: entry.inflight ?? 0,
+    delayed: entry.delayed ?? 0,
+    dlq: entry.dlq ?? 0,
+    processed_total: entry.processed_total ?? 0,
+    dead_total: entry.dead_total ?? 0,
+  };
+}
+
+// -- the stream ------------------------------------------------------------------------
+
+/**
+ * The connection as the header shows it.
+ * - ``live``: data came within ``offlineAfterMs`` and the stream has no error;
+ * - ``reconnecting``: the stream failed and is being opened again, for less than
+ *   ``offlineAfterMs`` since the last data;
+ * - ``offline``: no data for ``offlineAfterMs`` or more;
+ * - ``connecting``: no data yet, and not for long.
+ */
+export function connectionState({ nowMs, startedAt, lastDataAt, errored, offlineAfterMs }) {
+  const since = lastDataAt ?? startedAt;
+  if (nowMs - since >= offlineAfterMs) return "offline";
+  if (errored) return "reconnecting";
+  return lastDataAt == null ? "connecting" : "live";
+}
+
+/** How long without data reads as offline: 10 s, or 3 poll intervals if those are longer. */
+export function offlineAfter(intervalMs) {
+  return Math.max(10_000, 3 * (Number.isFinite(intervalMs) ? intervalMs : 0));
+}
+
+/** A key that changes whenever the content of a queue's DLQ may have changed. */
+export function dlqKey(entry) {
+  if (!entry) return "";
+  return `${entry.queue}:${entry.dlq}:${entry.dead_total}`;
+}
+
+/** The queue to show: ``wanted`` if it exists, else the current one, else the first. */
+export function pickQueue(names, wanted, current) {
+  if (wanted && names.includes(wanted)) return wanted;
+  if (current && names.includes(current)) return current;
+  return names.length ? names[0] : null;
+}
+
+// -- the enqueue form ------------------------------------------------------------------
+
+function integerField(raw, name, low, high, fallback) {
+  const text = String(raw ?? "").trim();
+  if (text === "") return { value: fallback };
+  if (!/^-?\d+$/.test(text)) return { error: `${name} must be a whole number` };
+  const value = Number(text);
+  if (value < low || value > high) return { error: `${name} must be between ${low} and ${high}` };
+  return { value };
+}
+
+/**
+ * The request the enqueue form stands for: ``{path, body}``, or ``{error}`` with a
+ * message for the user. A count of 1 is a single job (and may carry an idempotency
+ * key); a larger count is one bulk request.
+ */
+export function buildEnqueueRequest(form) {
+  const queue = String(form.queue ?? "").trim();
+  if (!QUEUE_NAME_RE.test(queue) || queue === "." || queue === "..") {
+    return { error: "Queue: 1–64 characters of A–Z a–z 0–9 . _ -" };
+  }
+  const fields = [
+    ["count", "Count", 1, MAX_BULK_COUNT, 1],
+    ["priority", "Priority", 0, MAX_PRIORITY, 0],
+    ["delay_ms", "Delay", 0, MAX_DELAY_MS, 0],
+  ];
+  const values = {};
+  for (const [key, label, low, high, fallback] of fields) {
+    const checked = integerField(form[key], label, low, high, fallback);
+    if (checked.error) return { error: checked.error };
+    values[key] = checked.value;
+  }
+  const payload = String(form.payload ?? "");
+  const key = String(form.idempotency_key ?? "").trim();
+  const base = `/api/queues/${encodeURIComponent(queue)}`;
+  const body = { payload, priority: values.priority, delay_ms: values.delay_ms };
+  if (values.count === 1) {
+    if (key) body.idempotency_key = key;
+    return { path: `${base}/jobs`, body, count: 1 };
+  }
+  if (key) return { error: "An idempotency key names one job: use a count of 1" };
+  return { path: `${base}/jobs/bulk`, body: { count: values.count, ...body }, count: values.count };
+}
+
+/** The text to show for a failed API call: "409 · <server's error>". */
+export function describeError(status, body, fallback = "request failed") {
+  const message =
+    body && typeof body === "object" && typeof body.error === "string" ? body.error : fallback;
+  return status ? `${status} · ${message}` : message;
+}
