@@ -43,6 +43,9 @@ def _find_chromium() -> str | None:
 
 
 CHROMIUM = _find_chromium()
+if CHROMIUM is None and os.environ.get("CI"):
+    # .ci/run installs Chromium; in CI a missing browser is a failure, not a skip
+    raise RuntimeError("CI: no Chromium for the browser tests (.ci/run should install it)")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium executable (/usr/bin/chromium, or chromium on PATH)"
 )
