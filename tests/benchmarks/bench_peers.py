@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -188,24 +189,59 @@ def parse_output(peer: Peer, mode: str, code: int, stdout: str, stderr: str) -> 
     return json.loads(lines[-1])
 
 
-class RedisMeter:
-    """Commands processed and CPU seconds used by Redis between two reads."""
+@dataclass
+class Usage:
+    commands: float
+    """Redis commands processed (those run inside Lua scripts included)."""
+    redis_cpu: float
+    """CPU seconds Redis used."""
+    other_load: float
+    """CPU the rest of the machine used meanwhile, in cores: the machine is shared."""
+
+
+class Meter:
+    """Redis's commands and CPU, and everyone else's CPU, between start and stop.
+
+    Everyone else = all CPU time of the machine (/proc/stat) minus Redis's minus
+    that of our finished child processes (the drivers); this script itself
+    idles while a driver runs.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._commands = self._cpu = 0.0
+        self._start = (0.0, 0.0, 0.0, 0.0, 0.0)
 
-    def _read(self) -> tuple[float, float]:
+    def _read(self) -> tuple[float, float, float, float, float]:
         info = self.client.info()
-        cpu = float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-        return float(info["total_commands_processed"]), cpu
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (
+            float(info["total_commands_processed"]),
+            float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
+            machine_busy(),
+            children.ru_utime + children.ru_stime,
+            time.monotonic(),
+        )
 
     def start(self) -> None:
-        self._commands, self._cpu = self._read()
+        self._start = self._read()
 
-    def stop(self) -> tuple[float, float]:
-        commands, cpu = self._read()
-        return commands - self._commands - 1, cpu - self._cpu  # minus our second INFO
+    def stop(self) -> Usage:
+        end = self._read()
+        commands, redis_cpu, busy, children, wall = (
+            b - a for a, b in zip(self._start, end, strict=True)
+        )
+        other = max(0.0, busy - redis_cpu - children) / wall if wall > 0 else 0.0
+        return Usage(commands - 1, redis_cpu, other)  # minus our second INFO
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores spent busy since boot (0 where /proc/stat is missing)."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:9]]
+    except OSError:
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 
 
 @dataclass
@@ -215,6 +251,7 @@ class Throughput:
     redis_cpu: float
     commands: float
     extra_runs: int
+    other_load: float
 
 
 @dataclass
@@ -222,6 +259,7 @@ class Latency:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    other_load: float
 
 
 @dataclass
@@ -244,7 +282,7 @@ def measure_throughput(
 ) -> Throughput:
     client.flushall()
     run_driver(peer, "enqueue", url, "--jobs", args.jobs, timeout=args.timeout)
-    meter = RedisMeter(client)
+    meter = Meter(client)
     meter.start()
     out = run_driver(
         peer,
@@ -258,15 +296,16 @@ def measure_throughput(
         args.timeout,
         timeout=args.timeout + 60,
     )
-    commands, redis_cpu = meter.stop()
+    usage = meter.stop()
     if out["handled"] < args.jobs:
         raise PeerFailed(f"work: handled {out['handled']} of {args.jobs} jobs")
     return Throughput(
         rate=args.jobs / out["elapsed"],
         worker_cpu=out["cpu"] / args.jobs,
-        redis_cpu=redis_cpu / args.jobs,
-        commands=commands / args.jobs,
+        redis_cpu=usage.redis_cpu / args.jobs,
+        commands=usage.commands / args.jobs,
         extra_runs=out["handled"] - args.jobs,
+        other_load=usage.other_load,
     )
 
 
@@ -283,9 +322,11 @@ def wait_ready(proc: subprocess.Popen[str], ready: Path, timeout: float) -> None
 def measure_latency(peer: Peer, url: str, client: redis.Redis, args: argparse.Namespace) -> Latency:
     client.flushall()
     total = args.warmup + args.samples
+    meter = Meter(client)
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         ready, err_path = Path(tmp) / "ready", Path(tmp) / "worker.err"
         with open(err_path, "w+") as err:
+            meter.start()
             proc = subprocess.Popen(
                 driver_command(
                     peer,
@@ -325,13 +366,19 @@ def measure_latency(peer: Peer, url: str, client: redis.Redis, args: argparse.Na
                 proc.kill()
                 proc.wait()
                 raise PeerFailed(str(exc)) from exc
+            usage = meter.stop()
             err.seek(0)
             out = parse_output(peer, "latency work", proc.returncode, stdout, err.read())
     samples = sorted(out["latencies"])
     if len(samples) != args.samples:
         raise PeerFailed(f"latency: {len(samples)} samples, expected {args.samples}")
     p99 = statistics.quantiles(samples, n=100, method="inclusive")[98]
-    return Latency(statistics.median(samples) * 1000, p99 * 1000, samples[-1] * 1000)
+    return Latency(
+        p50_ms=statistics.median(samples) * 1000,
+        p99_ms=p99 * 1000,
+        max_ms=samples[-1] * 1000,
+        other_load=usage.other_load,
+    )
 
 
 def profile_relay(url: str, client: redis.Redis, args: argparse.Namespace) -> list[str]:
@@ -345,7 +392,7 @@ def profile_relay(url: str, client: redis.Redis, args: argparse.Namespace) -> li
     run_driver(peer, "enqueue", url, "--jobs", jobs, timeout=args.timeout)
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         raw = Path(tmp) / "profile.txt"
-        command = [str(py_spy), "record", "--gil", "--rate", "500", "--format", "raw"]
+        command = [str(py_spy), "record", "--gil", "--threads", "--rate", "500", "--format", "raw"]
         command += ["--output", str(raw), "--"]
         command += driver_command(
             peer, "work", url, "--jobs", jobs, "--concurrency", args.concurrency
@@ -355,7 +402,10 @@ def profile_relay(url: str, client: redis.Redis, args: argparse.Namespace) -> li
         )
         if done.returncode != 0 or not raw.exists():
             return [f"py-spy failed ({done.returncode}): {done.stderr.strip()[-300:]}"]
-        work = json.loads(done.stdout.strip().splitlines()[-1])
+        outputs = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if not outputs:
+            return [f"no result from the profiled worker: {done.stdout.strip()[-300:]}"]
+        work = json.loads(outputs[-1])
         return summarize_profile(raw.read_text(), work, jobs)
 
 
@@ -373,12 +423,14 @@ def summarize_profile(raw: str, work: dict[str, Any], jobs: int) -> list[str]:
         ("Connection.send_packed_command", "send to Redis (redis-py)"),
         ("pack_command", "encode commands (redis-py)"),
         ("Nursery.start_soon", "spawn one Trio task per job (`start_soon`)"),
+        ("Tally.record", "the no-op handler itself"),
         ("Worker._run", "run handler tasks, ack queue (`Worker._run`)"),
+        ("Worker._claim_loop", "claim loop's own code (`Worker._claim_loop`)"),
         ("to_thread_run_sync", "hand Redis calls to threads (`trio.to_thread`)"),
         ("WorkerThread", "hand Redis calls to threads (`trio.to_thread`)"),
         ("Broker.ack_many", "build ack batches (`Broker.ack_many`)"),
         ("Broker.claim", "claim (`Broker.claim`, other)"),
-        ("_bootstrap", "imports and start-up"),
+        ("_find_and_load", "imports and start-up"),
         ("unrolled_run", "Trio scheduler (run loop, wake-ups)"),
     ]
     for line in raw.splitlines():
@@ -388,7 +440,9 @@ def summarize_profile(raw: str, work: dict[str, Any], jobs: int) -> list[str]:
         count = int(count_text)
         frames = stack.split(";")
         total += count
-        threads[re.sub(r"\s*\(\d+\)", "", frames[0]).replace("thread :", "").strip()] += count
+        thread = re.sub(r"^thread \(\w+\):?\s*", "", frames[0]).strip()
+        # Trio's cached threads keep the name of their first job: group them
+        threads["Trio main thread" if thread == "MainThread" else "threads (Redis calls)"] += count
         names = [m.group(1) if (m := frame_re.match(f)) else f for f in frames[1:]]
         centre = "other"
         for name in reversed(names):
@@ -463,9 +517,13 @@ def show(value: Throughput | Latency) -> str:
     if isinstance(value, Throughput):
         return (
             f"{value.rate:,.0f} jobs/s, worker CPU {value.worker_cpu * 1e6:,.0f} µs/job, "
-            f"Redis CPU {value.redis_cpu * 1e6:,.0f} µs/job, {value.commands:.1f} commands/job"
+            f"Redis CPU {value.redis_cpu * 1e6:,.0f} µs/job, {value.commands:.1f} commands/job, "
+            f"other load {value.other_load:.2f} cores"
         )
-    return f"p50 {value.p50_ms:.2f} ms, p99 {value.p99_ms:.2f} ms, max {value.max_ms:.2f} ms"
+    return (
+        f"p50 {value.p50_ms:.2f} ms, p99 {value.p99_ms:.2f} ms, max {value.max_ms:.2f} ms, "
+        f"other load {value.other_load:.2f} cores"
+    )
 
 
 def med(values: list[float]) -> float:
@@ -496,7 +554,8 @@ def report(results: Results, url: str, args: argparse.Namespace, peers: list[Pee
         f"{server['redis_version']} (`{server.get('executable', 'redis-server')}`, the same "
         "for all) "
         "on the same host over TCP loopback, FLUSHALL before every run. "
-        f"Each figure is the median of {args.repeat} runs; the order of the queues rotates "
+        f"Each figure is the median of {args.repeat} run{'s' if args.repeat != 1 else ''}; "
+        "the order of the queues rotates "
         "between repeats. Each library runs in its own virtualenv, its worker in a process of "
         "its own, with its own defaults except the concurrency "
         f"(relay-trio C = {args.concurrency}, async peers C = {args.peer_concurrency}). "
@@ -506,24 +565,27 @@ def report(results: Results, url: str, args: argparse.Namespace, peers: list[Pee
         'process; jobs/s = N / (worker start → last job done, the library\'s own "done": '
         "acked / result stored). CPU per job: the worker process's (all threads) and "
         "Redis's (`INFO cpu`, over the worker's life); commands per job from "
-        "`INFO stats` (those run inside Lua scripts included).",
+        "`INFO stats` (those run inside Lua scripts included). *Other load*: the CPU the "
+        "rest of the machine used meanwhile, in cores, per run (the machine is shared: "
+        "other people's test runs land here; runs with a high one are slower and noisier).",
         "",
         "| queue | jobs/s (median) | runs | worker CPU µs/job | Redis CPU µs/job "
-        "| Redis commands/job |",
-        "|---|---:|---|---:|---:|---:|",
+        "| Redis commands/job | other load, cores |",
+        "|---|---:|---|---:|---:|---:|---|",
     ]
     notes: list[str] = []
     for peer in peers:
         runs = results.throughput.get(peer.name, [])
         if not runs:
-            lines.append(f"| {peer.name} | failed | | | | |")
+            lines.append(f"| {peer.name} | failed | | | | | |")
             continue
         rates = [t.rate for t in runs]
         lines.append(
             f"| {peer.name} | {med(rates):,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} "
             f"| {med([t.worker_cpu for t in runs]) * 1e6:,.0f} "
             f"| {med([t.redis_cpu for t in runs]) * 1e6:,.0f} "
-            f"| {med([t.commands for t in runs]):.1f} |"
+            f"| {med([t.commands for t in runs]):.1f} "
+            f"| {', '.join(f'{t.other_load:.2f}' for t in runs)} |"
         )
         extra = [t.extra_runs for t in runs]
         if any(extra):
@@ -539,18 +601,19 @@ def report(results: Results, url: str, args: argparse.Namespace, peers: list[Pee
         "`time.time()` taken just before the enqueue call. p50/p99 per run; the medians of "
         "the runs.",
         "",
-        "| queue | p50 ms | p99 ms | runs: p50 / p99 / max ms |",
-        "|---|---:|---:|---|",
+        "| queue | p50 ms | p99 ms | runs: p50 / p99 / max ms | other load, cores |",
+        "|---|---:|---:|---|---|",
     ]
     for peer in peers:
         lat = results.latency.get(peer.name, [])
         if not lat:
-            lines.append(f"| {peer.name} | failed | | |")
+            lines.append(f"| {peer.name} | failed | | | |")
             continue
         runs_text = "; ".join(f"{x.p50_ms:.2f} / {x.p99_ms:.2f} / {x.max_ms:.1f}" for x in lat)
         lines.append(
             f"| {peer.name} | {med([x.p50_ms for x in lat]):.2f} "
-            f"| {med([x.p99_ms for x in lat]):.2f} | {runs_text} |"
+            f"| {med([x.p99_ms for x in lat]):.2f} | {runs_text} "
+            f"| {', '.join(f'{x.other_load:.2f}' for x in lat)} |"
         )
     lines += ["", "Goals for relay-trio:", ""]
     lines += goals(results, peers)
@@ -567,9 +630,31 @@ def report(results: Results, url: str, args: argparse.Namespace, peers: list[Pee
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     if results.profile:
-        lines += ["", "### What limits relay-trio's worker (measured)", "", *results.profile]
+        lines += ["", "### What limits relay-trio's worker (measured)", ""]
+        lines += utilization(results.throughput.get("relay-trio", []))
+        lines += results.profile
     lines.append(END)
     return "\n".join(lines)
+
+
+def utilization(runs: list[Throughput]) -> list[str]:
+    """How busy the worker process and Redis were in relay-trio's throughput runs."""
+    if not runs:
+        return []
+    worker = med([t.worker_cpu * t.rate for t in runs])
+    server = med([t.redis_cpu * t.rate for t in runs])
+    verdict = (
+        "the worker process is CPU-bound"
+        if worker >= 0.9
+        else "neither is saturated: the rest of the worker's time is spent waiting for "
+        "Redis round trips that nothing else overlaps"
+    )
+    return [
+        f"In the throughput runs above (medians), relay-trio's worker process used "
+        f"{worker:.0%} of one core (all threads; its Python code runs under one GIL) and "
+        f"Redis {server:.0%} of one core: {verdict}.",
+        "",
+    ]
 
 
 def goals(results: Results, peers: list[Peer]) -> list[str]:

@@ -49,7 +49,6 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this long")
-    parser.add_argument("--profile", type=Path, help="work mode: write a cProfile dump here")
     return parser.parse_args()
 
 

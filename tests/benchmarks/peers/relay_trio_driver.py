@@ -9,7 +9,6 @@ returned (``worker.stats.acked``). The payload is t0 as text. Modes: see _common
 from __future__ import annotations
 
 import argparse
-import cProfile
 import sys
 import time
 
@@ -38,7 +37,6 @@ async def work(args: argparse.Namespace) -> None:
     async def noop(job: Job) -> None:
         tally.record(float(job.payload))
 
-    profile = cProfile.Profile() if args.profile else None
     async with open_broker(args.url) as broker:
         worker = Worker(
             broker,
@@ -46,8 +44,6 @@ async def work(args: argparse.Namespace) -> None:
             WorkerConfig(max_claim=args.concurrency),
         )
         async with trio.open_nursery() as nursery:
-            if profile:
-                profile.enable()
             clock.start()
             await nursery.start(worker.serve)
             ready(args)
@@ -56,11 +52,7 @@ async def work(args: argparse.Namespace) -> None:
                     break
                 await trio.sleep(POLL)
             clock.stop()
-            if profile:
-                profile.disable()
             worker.stop()
-    if profile:
-        profile.dump_stats(args.profile)
     if worker.stats.acked < args.jobs:
         raise SystemExit(f"work: {worker.stats.acked}/{args.jobs} acked in {args.timeout} s")
     emit_result(clock, tally)
