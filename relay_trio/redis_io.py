@@ -41,13 +41,15 @@ BLOCKING_SOCKET_TIMEOUT = MAX_BLOCK_SECONDS + 10.0
 
 
 class LuaScript:
-    """A script from ``relay_trio/lua/<name>.lua``, run by SHA."""
+    """A script from ``relay_trio/lua/<name>.lua`` (behind ``_lib.lua``), run by SHA."""
 
     __slots__ = ("name", "sha", "source")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.source = resources.files("relay_trio").joinpath(f"lua/{name}.lua").read_text()
+        lua = resources.files("relay_trio").joinpath("lua")
+        # every script runs behind the shared helpers of _lib.lua (Redis has no includes)
+        self.source = lua.joinpath("_lib.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     def run(self, client: redis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:

@@ -8,8 +8,7 @@
 -- token is consumed only for a job actually popped.
 if redis.call('EXISTS', KEYS[4]) == 1 then return {2, 0} end
 local base, want, vis, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local rl = redis.call('HMGET', KEYS[3], 'rate', 'burst', 'tokens', 'ts')
 local rate, burst, tokens = tonumber(rl[1]), tonumber(rl[2]), nil
 if rate and burst then

@@ -3,15 +3,6 @@
 -- ARGV[1] queue key base   ARGV[2] mode: "one" or "all"
 -- ARGV[3] the id (mode "one"), or at most this many jobs from the head (mode "all")
 -- Returns the number of jobs requeued (0 for mode "one": the id is not in the DLQ).
--- wake-up hints for idle workers: one per job made ready, at most 16 kept
-local function hint(key, n)
-  if n > 0 then
-    local ones = {}
-    for i = 1, math.min(n, 16) do ones[i] = '1' end
-    redis.call('LPUSH', key, unpack(ones))
-    redis.call('LTRIM', key, 0, 15)
-  end
-end
 local base = ARGV[1]
 local ids
 if ARGV[2] == 'one' then
@@ -28,8 +19,7 @@ for _, id in ipairs(ids) do
   if j[1] then
     redis.call('HSET', jk, 'state', 'ready', 'attempts', 0, 'lease', '')
     redis.call('HDEL', jk, 'dead_at')
-    local score = (255 - tonumber(j[1])) * 35184372088832 + tonumber(j[2])
-    redis.call('ZADD', KEYS[2], string.format('%.0f', score), id)
+    redis.call('ZADD', KEYS[2], ready_score(j[1], j[2]), id)
     moved = moved + 1
   end
 end

@@ -7,18 +7,8 @@
 --   code 1 = ready, 2 = delayed, 0 = duplicate: id is the job that holds the
 --   idempotency key (or already has this id), state its state ("" once it is
 --   gone: acked or deleted); nothing is written for a duplicate.
--- wake-up hints for idle workers: one per job made ready, at most 16 kept
-local function hint(key, n)
-  if n > 0 then
-    local ones = {}
-    for i = 1, math.min(n, 16) do ones[i] = '1' end
-    redis.call('LPUSH', key, unpack(ones))
-    redis.call('LTRIM', key, 0, 15)
-  end
-end
 local base, queue, ttl = ARGV[1], ARGV[2], ARGV[3]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local out, readied = {}, 0
 for o = 4, #ARGV, 7 do
   local id, payload, prio, maxr = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3]
@@ -51,7 +41,7 @@ for o = 4, #ARGV, 7 do
       redis.call('ZADD', KEYS[2], string.format('%.0f', due), id)
       out[#out + 1] = 2
     else
-      redis.call('ZADD', KEYS[1], string.format('%.0f', (255 - prio) * 35184372088832 + seq), id)
+      redis.call('ZADD', KEYS[1], ready_score(prio, seq), id)
       out[#out + 1] = 1
       readied = readied + 1
     end

@@ -4,8 +4,7 @@
 -- ARGV[1] queue key base   ARGV[2] visibility (ms)   ARGV[3..] pairs: id, lease
 -- Returns one entry per pair: the new deadline (ms), or 0 when the lease is stale.
 local base = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local deadline = now + tonumber(ARGV[2])
 local out = {}
 for i = 3, #ARGV, 2 do

@@ -9,8 +9,7 @@ local base, id, lease, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local jk = base .. 'job:' .. id
 local cur = redis.call('HMGET', jk, 'state', 'lease', 'attempts', 'max_retries')
 if cur[1] ~= 'inflight' or cur[2] ~= lease then return {0, 0} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local attempts, maxr = tonumber(cur[3]), tonumber(cur[4])
 redis.call('ZREM', KEYS[1], id)
 if attempts >= maxr or ARGV[8] == '1' then

@@ -4,18 +4,8 @@
 -- KEYS[5] wake list
 -- ARGV[1] queue key base   ARGV[2] at most this many jobs per call
 -- Returns {requeued, dead_lettered}.
--- wake-up hints for idle workers: one per job made ready, at most 16 kept
-local function hint(key, n)
-  if n > 0 then
-    local ones = {}
-    for i = 1, math.min(n, 16) do ones[i] = '1' end
-    redis.call('LPUSH', key, unpack(ones))
-    redis.call('LTRIM', key, 0, 15)
-  end
-end
 local base = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local requeued, dead = 0, 0
 for _, id in ipairs(ids) do
@@ -34,8 +24,7 @@ for _, id in ipairs(ids) do
     else
       redis.call('HSET', jk, 'state', 'ready', 'lease', '', 'last_error', err)
       redis.call('HDEL', jk, 'deadline')
-      local score = (255 - tonumber(j[3])) * 35184372088832 + tonumber(j[4])
-      redis.call('ZADD', KEYS[2], string.format('%.0f', score), id)
+      redis.call('ZADD', KEYS[2], ready_score(j[3], j[4]), id)
       requeued = requeued + 1
     end
   end
