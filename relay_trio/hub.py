@@ -17,6 +17,9 @@ Ownership and lifetime:
   own memory channel of size 1: **latest wins** — an unread snapshot is replaced
   by the newer one, so a slow subscriber holds one snapshot at most and can
   block neither the poller nor anyone else.
+* A subscriber may attach a *writer* (the server's socket fast path): the tick
+  then hands the snapshot to it directly, waking no task, and falls back to
+  the channel whenever the writer refuses or something waits there already.
 * A new subscriber is seeded with the cached snapshot at once while the poller
   runs; after an idle spell the cache is stale, and the poller, starting, polls
   at once instead.
@@ -84,13 +87,28 @@ def encode_event(seq: int, entries: Sequence[Mapping[str, Any]]) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (seq, data.encode())
 
 
+class DirectWriter(Protocol):
+    """Hands an event to the subscriber's transport at once, from the hub's tick."""
+
+    def write_now(self, event: bytes) -> bool:
+        """True if ``event`` was delivered whole; False (nothing or a part that the
+        writer itself will finish) to send it through the channel instead."""
+        ...
+
+
 class Subscription:
-    """One subscriber's end: :meth:`receive` waits for the newest snapshot."""
+    """One subscriber's end: :meth:`receive` waits for the newest snapshot.
+
+    A subscriber may set :attr:`writer`: the hub then first tries to deliver
+    each snapshot through it, without waking the subscriber's task, and uses the
+    channel only when the writer refuses (latest wins there as always)."""
 
     def __init__(self, now: float) -> None:
         self._send, self._recv = trio.open_memory_channel[Snapshot](1)
+        self._waiting = False
         self.last_taken = now
         self.dropped = False
+        self.writer: DirectWriter | None = None
         self.cancel_scope = trio.CancelScope()
         """Cancelled when the hub drops this subscriber or closes; a consumer may
         run its sending inside it."""
@@ -99,6 +117,7 @@ class Subscription:
         """The newest snapshot not yet taken; :class:`trio.EndOfChannel` once the
         hub closed or dropped this subscription."""
         snapshot = await self._recv.receive()
+        self._waiting = False
         self.last_taken = trio.current_time()
         return snapshot
 
@@ -114,8 +133,16 @@ class Subscription:
 
     @property
     def pending(self) -> bool:
-        """A snapshot waits unread."""
-        return self._recv.statistics().current_buffer_used > 0
+        """A snapshot waits unread in the channel."""
+        return self._waiting
+
+    def write_now(self, snapshot: Snapshot, now: float) -> bool:
+        """Deliver through :attr:`writer` if there is one and nothing waits in the
+        channel (which would have to go first); True if delivered."""
+        if self.writer is None or self._waiting or not self.writer.write_now(snapshot.event):
+            return False
+        self.last_taken = now
+        return True
 
     def offer(self, snapshot: Snapshot) -> bool:
         """Hand over ``snapshot``, replacing an unread one. True if one was replaced."""
@@ -127,7 +154,8 @@ class Subscription:
             self._send.send_nowait(snapshot)
             replaced = True
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+            return False
+        self._waiting = True
         return replaced
 
     def end(self) -> None:
@@ -135,6 +163,8 @@ class Subscription:
         :class:`trio.EndOfChannel`."""
         with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             self._recv.receive_nowait()
+        self._waiting = False
+        self.writer = None
         self._send.close()
         self.cancel_scope.cancel()
 
@@ -164,6 +194,8 @@ class Hub:
         self.latest: Snapshot | None = None
         self.polls = 0
         self.poll_errors = 0
+        self.direct_writes = 0
+        """Snapshots delivered through a subscriber's writer, with no task woken."""
         self._seq = 0
 
     @property
@@ -252,7 +284,7 @@ class Hub:
         self._last_offer = now
         keepalive = Snapshot(self._seq, (), KEEPALIVE_EVENT, now)
         for subscription in list(self._subscribers):
-            if not subscription.pending:
+            if not subscription.pending and not subscription.write_now(keepalive, now):
                 subscription.offer(keepalive)
 
     async def _tick(self) -> None:
@@ -275,11 +307,17 @@ class Hub:
         snapshot = Snapshot(self._seq, entries, event, now)
         self.latest = snapshot
         self._last_offer = now
+        written = 0
         for subscription in list(self._subscribers):
             if subscription.pending and now - subscription.last_taken >= self.drop_after:
                 self._drop(subscription)
+            elif subscription.write_now(snapshot, now):
+                written += 1
             elif subscription.offer(snapshot):
                 self._report("snapshots_dropped")
+        self.direct_writes += written
+        if written:
+            self._report("direct_writes", written)
 
     def _drop(self, subscription: Subscription) -> None:
         subscription.dropped = True

@@ -67,6 +67,11 @@ class Metrics:
         self.hub_clients_dropped = Counter(
             "relay_hub_clients_dropped", "Subscribers dropped for taking no data", registry=r
         )
+        self.hub_direct_writes = Counter(
+            "relay_hub_direct_writes",
+            "Snapshots written straight to a subscriber's socket by the hub's tick",
+            registry=r,
+        )
         self._depth_queues: set[str] = set()
 
     # -- the broker's event hook ---------------------------------------------------
@@ -84,7 +89,7 @@ class Metrics:
 
     def hub_event(self, event: str, value: float = 1.0) -> None:
         """The hub's own metrics: subscribers (a level), polls, poll_errors,
-        poll_duration (seconds), snapshots_dropped, clients_dropped."""
+        poll_duration (seconds), snapshots_dropped, clients_dropped, direct_writes."""
         if event == "subscribers":
             self.hub_subscribers.set(value)
         elif event == "poll_duration":
@@ -95,6 +100,7 @@ class Metrics:
                 "poll_errors": self.hub_poll_errors,
                 "snapshots_dropped": self.hub_snapshots_dropped,
                 "clients_dropped": self.hub_clients_dropped,
+                "direct_writes": self.hub_direct_writes,
             }[event].inc(value)
 
     def set_depths(self, queues: Iterable[Mapping[str, Any]]) -> None:

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between hub polls of Redis (default %(default)s)",
     )
     server.add_argument(
+        "--no-direct-writes",
+        action="store_true",
+        help="send stream events through ASGI only, never straight to the socket "
+        "(env RELAY_STREAM_DIRECT_WRITES=0); slower at thousands of clients",
+    )
+    server.add_argument(
         "--keep-alive-timeout",
         type=types.positive_float,
         default=types.env("RELAY_KEEP_ALIVE_TIMEOUT", "5"),
@@ -99,6 +105,7 @@ def _run_server(args: argparse.Namespace) -> int:
         api_token=args.api_token,
         read_only=args.read_only,
         poll_interval=args.poll_interval,
+        stream_direct_writes=False if args.no_direct_writes else None,
     )
 
     async def run() -> None:

@@ -29,11 +29,12 @@ from .api import api
 from .config import ServerConfig
 from .errors import json_error
 from .state import RelayState, relay_state
-from .stream import stream
+from .stream import EventStreamResponse, stream
 
 
 class _Connection(TrioASGIHTTPConnection):
-    """Sends the final (empty) body message shielded from cancellation.
+    """Sends the final (empty) body message shielded from cancellation, and
+    hands the event stream's response to its own sender.
 
     quart-trio cancels the request nursery as the response ends; if that cancel
     lands on the final send, Hypercorn never learns the response is complete,
@@ -41,6 +42,10 @@ class _Connection(TrioASGIHTTPConnection):
     """
 
     async def _send_response(self, send: ASGISendCallable, response: Any) -> None:
+        if isinstance(response, EventStreamResponse):
+            await response.send_to(send)  # shields its own final send
+            return
+
         async def send_final_shielded(message: Any) -> None:
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 with trio.CancelScope(shield=True):

@@ -32,6 +32,9 @@ class ServerConfig:
     """The ``retry:`` hint sent at the start of a stream."""
     drop_after: float = 30.0
     """A subscriber that takes no snapshot for this long is dropped."""
+    stream_direct_writes: bool = True
+    """Let the hub write stream events straight to the socket where it can
+    (Hypercorn's trio worker, plain HTTP/1.1); else every event goes through ASGI."""
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     socket_timeout: float = 5.0
 
@@ -43,6 +46,8 @@ class ServerConfig:
             "prefix": env.get("RELAY_PREFIX") or cls.prefix,
             "api_token": env.get("RELAY_API_TOKEN") or None,
             "read_only": _env_bool("RELAY_READ_ONLY"),
+            "stream_direct_writes": env.get("RELAY_STREAM_DIRECT_WRITES", "1").strip().lower()
+            not in ("0", "false", "no", "off"),
         }
         for name, var, kind in (
             ("poll_interval", "RELAY_POLL_INTERVAL", float),

@@ -4,18 +4,27 @@ The stream opens with a ``retry:`` hint, then sends each hub snapshot as it
 comes — the event bytes were encoded once by the hub for every subscriber —
 and a ``: keep-alive`` comment whenever nothing was sent for
 ``keepalive_interval`` seconds. The response has no timeout (Quart's
-``RESPONSE_TIMEOUT`` would cut it). When the client goes away the generator is
-closed and the subscription leaves the hub; when the hub closes (shutdown) or
-drops this subscriber, the stream ends.
+``RESPONSE_TIMEOUT`` would cut it).
+
+The route answers with an :class:`EventStreamResponse`; the app's connection
+class sends it with :meth:`EventStreamResponse.send_to`, which, where it can,
+lets the hub write events straight to the socket (:mod:`.direct`) and otherwise
+sends them as ASGI body messages. When the client goes away the subscription
+leaves the hub; when the hub closes (shutdown) or drops this subscriber, the
+stream ends (a stream whose last chunk was cut part-way is closed instead).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
-from quart import Blueprint, Response
+import trio
+from quart import Blueprint, Response, request
+from quart.utils import encode_headers
 
 from ..hub import Hub, HubClosed
+from .direct import SocketWriter
 from .errors import json_error
 from .state import relay_state
 
@@ -23,13 +32,72 @@ stream = Blueprint("stream", __name__)
 
 
 async def sse_events(hub: Hub, retry_ms: int) -> AsyncIterator[bytes]:
-    """The body of one stream: the retry hint, then what the hub hands over —
-    snapshots, and keep-alive comments when there was nothing to send (the hub
-    times those, so a stream costs no timer of its own per event)."""
+    """The body of one stream as plain chunks: the retry hint, then what the hub
+    hands over (snapshots, and keep-alive comments when there was nothing to
+    send). Used when the response is sent by a connection class other than the
+    app's (see :meth:`EventStreamResponse.send_to`)."""
     async with hub.subscribe() as subscription:
         yield b"retry: %d\n\n" % retry_ms
         async for snapshot in subscription:
             yield snapshot.event
+
+
+def _body(data: bytes, more: bool = True) -> Any:
+    return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+class EventStreamResponse(Response):
+    """The stream's response; its body is :func:`sse_events` for any sender, and
+    :meth:`send_to` for the app's connection class."""
+
+    def __init__(self, hub: Hub, retry_ms: int, *, direct: bool = True) -> None:
+        super().__init__(
+            sse_events(hub, retry_ms),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.timeout = None  # no RESPONSE_TIMEOUT for a stream
+        self.hub = hub
+        self.retry_ms = retry_ms
+        self.direct = direct
+
+    async def send_to(self, send: Any) -> None:
+        """Send the whole response through the ASGI ``send``, until the client
+        leaves (cancellation), the hub drops this subscriber or closes.
+
+        The response ends with the final (empty) body message, sent shielded so
+        Hypercorn always learns the response is complete; when a direct write
+        was cut part-way the connection is shut down instead."""
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status_code,
+                "headers": encode_headers(self.headers),
+            }
+        )
+        writer: SocketWriter | None = None
+        try:
+            async with self.hub.subscribe() as subscription:
+                await send(_body(b"retry: %d\n\n" % self.retry_ms))
+                if self.direct:
+                    writer = SocketWriter.attach(send)
+                    subscription.writer = writer
+                with subscription.cancel_scope:
+                    async for snapshot in subscription:
+                        if writer is not None:
+                            await writer.send(snapshot.event)
+                        else:
+                            await send(_body(snapshot.event))
+        except HubClosed:
+            pass  # shut down between the route and here: an empty stream
+        except trio.BrokenResourceError:
+            pass  # the client is gone
+        finally:
+            if writer is not None and not writer.clean:
+                writer.abort()
+            else:
+                with trio.CancelScope(shield=True):
+                    await send(_body(b"", more=False))
 
 
 @stream.get("/api/stream")
@@ -38,14 +106,11 @@ async def get_stream() -> Response | tuple[Response, int]:
     hub = state.serving_hub
     if hub.closing:
         return json_error("the server is shutting down", 503)
-    body = sse_events(hub, state.config.stream_retry_ms)
-    response = Response(
-        body,
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    if request.method == "HEAD":  # the head only: no subscription, no endless body
+        return Response(b"", mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return EventStreamResponse(
+        hub, state.config.stream_retry_ms, direct=state.config.stream_direct_writes
     )
-    response.timeout = None  # no RESPONSE_TIMEOUT for a stream
-    return response
 
 
-__all__ = ["HubClosed", "sse_events", "stream"]
+__all__ = ["EventStreamResponse", "HubClosed", "sse_events", "stream"]
