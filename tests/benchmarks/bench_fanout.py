@@ -4,9 +4,12 @@
 
 For each client count C a fresh server runs as a subprocess (``relay-trio
 server --poll-interval 1``, private redis-server, ~10 queues) and this process
-opens C ``GET /api/stream`` connections on raw trio sockets, in batches (200
-every 50 ms by default). Once every client has had an event and two more ticks
-have passed, a window of ``--window`` seconds is measured:
+opens C ``GET /api/stream`` connections, in batches (200 every 50 ms by
+default), with :class:`sse_clients.EpollSSEClients`: one OS thread running a
+plain ``select.epoll`` loop over non-blocking sockets, so the load client's own
+CPU and scheduling add little to the delays measured. Once every client has had
+an event and two more ticks have passed, a window of ``--window`` seconds is
+measured:
 
 * delivery delay: for every event a client receives, ``now_ms - ts`` (``ts`` is
   the server's ``time.time()`` of that poll; same host, same clock), counting
@@ -54,12 +57,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_hub_load import (  # a sibling script, not a package
     PREFIX,
     ServerProcess,
-    SSEClients,
     machine_facts,
     raise_nofile,
     server_metrics,
     write_section,
 )
+from sse_clients import EpollSSEClients  # likewise
 
 from relay_trio.embedded import embedded_redis
 
@@ -268,7 +271,7 @@ async def measure(
 
     rss_idle = server.rss_kib()
     async with trio.open_nursery() as nursery:
-        pool = SSEClients(server.host, server.port, nursery, on_event=on_event)
+        pool = EpollSSEClients(server.host, server.port, nursery, on_event=on_event)
         await pool.grow_to(1)
         await pool.wait_seq(pool.seq + 2)
         rss_one = server.rss_kib()
@@ -443,7 +446,8 @@ def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {facts}. One server subprocess "
         f"(`relay-trio server --poll-interval {args.interval:g}`, {args.queues} queues, a fresh "
-        "process per row) and one load-client process (this script: raw trio sockets, "
+        "process per row) and one load-client process (this script: one thread running an "
+        "epoll loop over non-blocking sockets for all the clients, "
         f"connecting {args.batch} clients every {args.batch_pause * 1000:.0f} ms while fewer "
         f"than {args.batch} wait for their first event) share the "
         f"machine. Window {args.window:g} s after every client had an event; delay = "
