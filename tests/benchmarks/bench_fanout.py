@@ -26,10 +26,11 @@ measured:
 
 ``--profile`` then samples the server with py-spy (``--gil``: only samples that
 hold the GIL, i.e. Python at work, GC included) for another window at the
-largest C of the last series and prints where its time goes.
-``--gc-experiment A,B,C`` adds a second series (``--gc-experiment-clients``)
-whose servers run ``gc.set_threshold(A, B, C)`` first — the same server
-otherwise, to measure what the collector costs.
+largest C of the first (direct) series and prints where its time goes.
+``--asgi-clients C ...`` adds a series (default 1 000 and 3 000 clients) whose
+servers run with ``--no-direct-writes``: every event through ASGI (Quart,
+Hypercorn, h11) instead of the hub's socket fast path — the same server
+otherwise, in the same run, to show what the fast path is worth.
 ``--write`` replaces this benchmark's section of docs/benchmarks.md.
 """
 
@@ -83,8 +84,6 @@ def timer(phase, info):
     stats["seconds"][info["generation"]] += spent
     stats["max"] = max(stats["max"], spent)
 gc.callbacks.append(timer)
-if os.environ.get("RELAY_BENCH_GC_THRESHOLD"):
-    gc.set_threshold(*map(int, os.environ["RELAY_BENCH_GC_THRESHOLD"].split(",")))
 def dump():
     while True:
         time.sleep(0.25)
@@ -99,8 +98,9 @@ sys.exit(main(sys.argv[1:]))
 
 @dataclass
 class Result:
-    gc_threshold: str | None
-    """``gc.set_threshold`` arguments the server ran with (None: Python's default)."""
+    path: str
+    """How events left the server: "direct" (the hub's socket fast path, the
+    default) or "ASGI" (``--no-direct-writes``)."""
     clients: int
     connected: int
     """Clients live (had an event) when the window began: the ones counted."""
@@ -250,7 +250,7 @@ async def measure(
     server: ServerProcess,
     redis_pid: int,
     clients: int,
-    gc_threshold: str | None,
+    path: str,
     profile_it: bool,
     args: argparse.Namespace,
 ) -> Result:
@@ -326,7 +326,7 @@ async def measure(
             profile = await profile_server(server.pid, args.window)
         nursery.cancel_scope.cancel()
     return Result(
-        gc_threshold=gc_threshold,
+        path=path,
         clients=clients,
         connected=live,
         live_end=live_end,
@@ -420,7 +420,7 @@ def show(r: Result) -> str:
             f"longest {r.gc['max'][0] * 1000:.0f} ms)"
         )
     return (
-        f"C={r.clients:<6} GC {r.gc_threshold or 'default'}: {r.connected:,} live "
+        f"C={r.clients:<6} {r.path}: {r.connected:,} live "
         f"({r.failed} failed) after "
         f"{r.connect_seconds:.1f} s "
         f"({r.retries} retried, {r.listen_overflows} accept-queue overflows); "
@@ -457,9 +457,12 @@ def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
         "threads); *rest of machine* = CPU used by anything but the server, the load client and "
         "Redis (other work on the host would skew delays). GC = time inside the server's "
         "collections (a `gc.callbacks` timer in a wrapper that then runs `relay_trio.cli.main`; "
-        "max = the longest collection since the process started).",
+        "max = the longest collection since the process started). *Stream path*: direct = "
+        "the hub writes each event straight to every client's socket (the default); ASGI = "
+        "the same server with `--no-direct-writes` (every event through Quart, Hypercorn and "
+        "h11), for comparison.",
         "",
-        "| server GC thresholds | clients | connect s (retries, accept overflows) | "
+        "| stream path | clients | connect s (retries, accept overflows) | "
         "delay p50 ms | p99 ms | max ms | "
         "events got / expected | missing | hub: replaced unread / clients dropped | "
         "server RSS idle → 1 → C, MiB | KiB / client | server CPU | client CPU | "
@@ -475,7 +478,7 @@ def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
             )
         live = "" if r.connected == r.clients else f" ({r.connected:,} live)"
         lines.append(
-            f"| {r.gc_threshold or 'default'} | {r.clients:,}{live} | "
+            f"| {r.path} | {r.clients:,}{live} | "
             f"{r.connect_seconds:.1f} ({r.retries}, {r.listen_overflows:,}) | "
             f"{r.pct(0.5):.0f} | {r.pct(0.99):.0f} | "
             f"{max(r.delays, default=0):.0f} | {r.received:,} / {r.expected:,} | "
@@ -500,7 +503,7 @@ def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
         mem_ok = r.kib_per_client <= GOAL_KIB
         lines += [
             "",
-            f"Goal at {GOAL_CLIENTS:,} clients (GC {r.gc_threshold or 'default'}): "
+            f"Goal at {GOAL_CLIENTS:,} clients ({r.path}): "
             f"all connected and p99 ≤ {GOAL_P99_MS:.0f} ms — {'met' if p99_ok else 'MISSED'} "
             f"({r.connected:,} live, p99 {r.pct(0.99):.0f} ms); ≤ {GOAL_KIB:.0f} KiB per "
             f"client — {'met' if mem_ok else 'MISSED'} ({r.kib_per_client:.1f} KiB).",
@@ -509,8 +512,8 @@ def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
         if r.profile:
             lines += [
                 "",
-                f"py-spy on the server at {r.clients:,} clients, GC "
-                f"{r.gc_threshold or 'default'} ({args.window:g} s, 100 Hz, `--gil`):",
+                f"py-spy on the server at {r.clients:,} clients, {r.path} "
+                f"({args.window:g} s, 100 Hz, `--gil`):",
                 "",
                 "```",
                 *r.profile,
@@ -540,27 +543,27 @@ def main() -> int:
     )
     parser.add_argument("--attempts", type=int, default=3, help="windows per row at most")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the server at the last series' max C"
+        "--profile", action="store_true", help="py-spy the server at the direct series' max C"
     )
     parser.add_argument("--no-gc-stats", dest="gc_stats", action="store_false")
     parser.add_argument(
-        "--gc-experiment",
-        metavar="A,B,C",
-        help="add a series whose servers run gc.set_threshold(A, B, C), e.g. 50000,20,100",
-    )
-    parser.add_argument(
-        "--gc-experiment-clients", type=int, nargs="+", default=[3000, 10_000], metavar="C"
+        "--asgi-clients",
+        type=int,
+        nargs="*",
+        default=[1000, 3000],
+        metavar="C",
+        help="a series with --no-direct-writes (events through ASGI) at these client "
+        "counts, for comparison; none to skip",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke test in < 60 s")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if args.quick:
         args.clients, args.window, args.grace, args.attempts = [100, 500], 4.0, 2.0, 1
-    series: list[tuple[str | None, list[int]]] = [(None, args.clients)]
-    if args.gc_experiment:
-        if not args.gc_stats:
-            parser.error("--gc-experiment needs the GC wrapper (drop --no-gc-stats)")
-        series.append((args.gc_experiment, args.gc_experiment_clients))
+        args.asgi_clients = [100]
+    series: list[tuple[str, list[int]]] = [("direct", args.clients)]
+    if args.asgi_clients:
+        series.append(("ASGI", args.asgi_clients))
     limit = raise_nofile()
     most = max(c for _, cs in series for c in cs)
     if most + 100 > limit:
@@ -570,23 +573,21 @@ def main() -> int:
         seed_queues(url, args.queues)
         with redis.Redis.from_url(url) as client:
             redis_pid = int(client.info("server")["process_id"])
-        for number, (threshold, counts) in enumerate(series, 1):
+        for number, (path, counts) in enumerate(series, 1):
             for clients in counts:
                 gc_path = Path(tmp) / f"gc-{number}-{clients}.json"
-                env = {"RELAY_BENCH_GC_STATS": str(gc_path)}
-                if threshold:
-                    env["RELAY_BENCH_GC_THRESHOLD"] = threshold
-                profile_it = args.profile and number == len(series) and clients == max(counts)
+                env = {"RELAY_STREAM_DIRECT_WRITES": "1" if path == "direct" else "0"}
+                if args.gc_stats:
+                    env["RELAY_BENCH_GC_STATS"] = str(gc_path)
+                profile_it = args.profile and number == 1 and clients == max(counts)
                 with ServerProcess(
                     url,
                     poll_interval=args.interval,
                     python_args=["-c", GC_WRAPPER] if args.gc_stats else None,
-                    env=env if args.gc_stats else None,
+                    env=env,
                 ) as server:
                     time.sleep(1)  # let the fresh process settle before its idle RSS
-                    result = trio.run(
-                        measure, server, redis_pid, clients, threshold, profile_it, args
-                    )
+                    result = trio.run(measure, server, redis_pid, clients, path, profile_it, args)
                 print(show(result), flush=True)
                 for line in result.profile:
                     print(line)
