@@ -67,7 +67,8 @@ class EventStreamResponse(Response):
 
         The response ends with the final (empty) body message, sent shielded so
         Hypercorn always learns the response is complete; when a direct write
-        was cut part-way the connection is shut down instead."""
+        was cut part-way, or the hub dropped this client for taking nothing, the
+        connection is shut down instead."""
         await send(
             {
                 "type": "http.response.start",
@@ -76,6 +77,7 @@ class EventStreamResponse(Response):
             }
         )
         writer: SocketWriter | None = None
+        dropped = False
         try:
             async with self.hub.subscribe() as subscription:
                 await send(_body(b"retry: %d\n\n" % self.retry_ms))
@@ -88,13 +90,14 @@ class EventStreamResponse(Response):
                             await writer.send(snapshot.event)
                         else:
                             await send(_body(snapshot.event))
+                dropped = subscription.dropped
         except HubClosed:
             pass  # shut down between the route and here: an empty stream
         except trio.BrokenResourceError:
             pass  # the client is gone
         finally:
-            if writer is not None and not writer.clean:
-                writer.abort()
+            if writer is not None and (dropped or not writer.clean):
+                writer.abort()  # a client that reads nothing would never take the end
             else:
                 with trio.CancelScope(shield=True):
                     await send(_body(b"", more=False))
