@@ -165,3 +165,53 @@ def wait_ping(url: str) -> None:
         except redis.exceptions.ConnectionError:
             time.sleep(0.05)
     raise AssertionError("redis did not come back")
+
+
+def test_hypercorn_launch_serves_the_stream_by_the_fast_path(
+    redis_server: Any, prefix: str, rdb: redis.Redis
+) -> None:
+    """The documented ``hypercorn --worker-class trio relay_trio.server.asgi:app``."""
+    rdb.sadd(prefix + ":queues", "alpha")
+    env = {
+        **os.environ,
+        "RELAY_REDIS_URL": redis_server.url,
+        "RELAY_PREFIX": prefix,
+        "RELAY_POLL_INTERVAL": "0.1",
+    }
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "hypercorn", "--worker-class", "trio"),
+            *("--graceful-timeout", "1"),
+            *("--bind", "127.0.0.1:0", "relay_trio.server.asgi:app"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        url = None
+        deadline = time.monotonic() + 15
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            match = re.search(r"Running on (http://\S+)", line)
+            url = match.group(1) if match else None
+        assert url is not None, "hypercorn did not report its address"
+        with (
+            httpx.Client(timeout=10) as http,
+            http.stream("GET", url + "/api/stream") as response,
+        ):
+            assert response.headers["content-type"].startswith("text/event-stream")
+            wait_ids(response.iter_lines(), 5, contains='"queue":"alpha"')
+            metrics = http.get(url + "/metrics").text
+        written = re.search(r"^relay_hub_direct_writes_total (\S+)$", metrics, re.M)
+        assert written is not None and float(written.group(1)) >= 3
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
