@@ -235,6 +235,26 @@ async def test_a_bad_queue_name_exits_2_with_a_message(cli: Cli, broker: Broker)
     assert await broker.queues() == []
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--stream-writes", "fast"], {}, "choose one of tick, task, asgi"),
+        ([], {"RELAY_STREAM_WRITES": "fast"}, "choose one of tick, task, asgi"),
+        ([], {"RELAY_KEEPALIVE_INTERVAL": "soon"}, "RELAY_KEEPALIVE_INTERVAL='soon'"),
+    ],
+    ids=["flag", "env", "env-number"],
+)
+async def test_server_settings_are_checked_before_starting(
+    cli: Cli, args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = await cli.raw(
+        "--redis-url", DEAD_URL, "server", "--port", "0", *args, env=clean_env(**env)
+    )
+    assert result.code == 2
+    assert message in result.err
+    assert "Traceback" not in result.err
+
+
 async def test_an_unreachable_redis_fails_cleanly(prefix: str) -> None:
     result = await Cli(DEAD_URL, prefix)("enqueue", Q, "x")
     assert_clean_failure(result)

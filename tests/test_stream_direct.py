@@ -11,6 +11,7 @@ import socket
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from test_stream import Events, data_of, frozen_client, is_data, running_server, wait_for
 
@@ -107,18 +108,45 @@ async def test_events_are_written_straight_to_the_socket(
         assert server.state.metrics.hub_direct_writes._value.get() == hub.direct_writes
 
 
-async def test_asgi_only_when_direct_writes_are_off(
+async def test_asgi_only_when_stream_writes_is_asgi(
     redis_server: Any, prefix: str, broker: Broker
 ) -> None:
     await broker.enqueue("emails", "x")
     async with (
-        running_server(redis_server.url, prefix, stream_direct_writes=False) as server,
+        running_server(redis_server.url, prefix, stream_writes="asgi") as server,
         httpx.AsyncClient() as client,
         client.stream("GET", server.url + "/api/stream") as response,
     ):
         events = await Events(response).take(5, is_data)
         assert [data_of(e)[1][0]["queue"] for e in events] == ["emails"] * 5
         assert server.state.serving_hub.direct_writes == 0
+
+
+async def test_task_writes_take_every_snapshot_through_the_channel(
+    redis_server: Any, prefix: str, broker: Broker, monkeypatch: Any
+) -> None:
+    await broker.enqueue("emails", "x")
+    written: list[bytes] = []
+    original = SocketWriter.write_now
+
+    def counting(self: SocketWriter, event: bytes) -> bool:
+        done = original(self, event)
+        if done:
+            written.append(event)
+        return done
+
+    monkeypatch.setattr(SocketWriter, "write_now", counting)
+    async with (
+        running_server(redis_server.url, prefix, stream_writes="task") as server,
+        httpx.AsyncClient() as client,
+        client.stream("GET", server.url + "/api/stream") as response,
+    ):
+        events = await Events(response).take(5, is_data)
+        hub = server.state.serving_hub
+        assert hub.direct_writes == 0  # the hub wrote nothing itself
+        assert writers(hub) == []
+        # the stream's task wrote what it took from its channel to the socket
+        assert written[:5] == [e.encode() + b"\n\n" for e in events]
 
 
 async def test_an_http10_client_is_served_through_asgi(redis_server: Any, prefix: str) -> None:
@@ -145,15 +173,26 @@ async def test_head_sends_the_head_only(redis_server: Any, prefix: str) -> None:
         assert server.state.serving_hub.subscribers == 0
 
 
+@pytest.mark.parametrize("writes", ["tick", "task"])
 async def test_a_slow_reader_gets_whole_chunks_across_partial_writes(
-    redis_server: Any, prefix: str, broker: Broker, rdb: Any
+    redis_server: Any, prefix: str, broker: Broker, rdb: Any, writes: str, monkeypatch: Any
 ) -> None:
     # ~1 500 queues: each event is ~190 KB, far more than one non-blocking write
     # to a small socket buffer takes, so most writes are partial
     names = [f"queue-{i:04d}" for i in range(1500)]
     rdb.sadd(broker.keys.registry, *names)
-    async with running_server(redis_server.url, prefix, poll_interval=0.1) as server:
-        hub = server.state.serving_hub
+    made: list[SocketWriter] = []
+    original = SocketWriter.attach.__func__  # type: ignore[attr-defined]
+
+    def recording(cls: type[SocketWriter], send: Any) -> SocketWriter | None:
+        writer = original(cls, send)
+        made.append(writer)
+        return writer
+
+    monkeypatch.setattr(SocketWriter, "attach", classmethod(recording))
+    async with running_server(
+        redis_server.url, prefix, poll_interval=0.1, stream_writes=writes
+    ) as server:
         stream = await open_raw_stream(server.port, rcvbuf=8192)
         async with stream:
             reader = ChunkedReader(stream)
@@ -174,7 +213,8 @@ async def test_a_slow_reader_gets_whole_chunks_across_partial_writes(
                     seqs.append(int(first[4:]))
                     await trio.sleep(0.05)  # a slow reader: the socket fills up
             assert seqs == sorted(set(seqs))
-            (writer,) = writers(hub)
+            (writer,) = made
+            assert writer is not None
             assert writer.partial_writes > 0
             assert not writer.broken
 

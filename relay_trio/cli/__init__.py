@@ -71,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between hub polls of Redis (default %(default)s)",
     )
     server.add_argument(
-        "--no-direct-writes",
-        action="store_true",
-        help="send stream events through ASGI only, never straight to the socket "
-        "(env RELAY_STREAM_DIRECT_WRITES=0); slower at thousands of clients",
+        "--stream-writes",
+        type=types.one_of("tick", "task", "asgi"),  # ServerConfig.stream_writes
+        metavar="{tick,task,asgi}",
+        default=types.env("RELAY_STREAM_WRITES", "tick"),
+        help="who writes stream events to sockets: the hub's tick (default), each "
+        "client's task, or ASGI only (env RELAY_STREAM_WRITES)",
     )
     server.add_argument(
         "--keep-alive-timeout",
@@ -99,14 +101,18 @@ def _run_server(args: argparse.Namespace) -> int:
     from ..server.config import ServerConfig
     from ..server.serve import serve_relay, tune_gc_for_streams
 
-    config = ServerConfig.from_env(
-        redis_url=args.redis_url,
-        prefix=args.prefix,
-        api_token=args.api_token,
-        read_only=args.read_only,
-        poll_interval=args.poll_interval,
-        stream_direct_writes=False if args.no_direct_writes else None,
-    )
+    try:
+        config = ServerConfig.from_env(
+            redis_url=args.redis_url,
+            prefix=args.prefix,
+            api_token=args.api_token,
+            read_only=args.read_only,
+            poll_interval=args.poll_interval,
+            stream_writes=args.stream_writes,
+        )
+    except ValueError as exc:  # a bad RELAY_* variable
+        print(f"relay-trio server: {exc}", file=sys.stderr)
+        return 2
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:

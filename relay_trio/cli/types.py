@@ -19,6 +19,19 @@ def env(name: str, default: str | None = None) -> str | None:
     return value if value else default
 
 
+def one_of(*names: str) -> Callable[[str], str]:
+    """A parser that takes one of ``names`` (applied to a default from the
+    environment too, unlike argparse's ``choices``)."""
+
+    def parse(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose one of {', '.join(names)}")
+        return text
+
+    parse.__name__ = "choice"
+    return parse
+
+
 def number(kind: type[N], low: N, high: N, *, exclude_low: bool = False) -> Callable[[str], N]:
     """A parser for a ``kind`` in [low, high] (or (low, high] with ``exclude_low``)."""
     noun = "whole number" if kind is int else "number"

@@ -13,6 +13,9 @@ def _env_bool(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+STREAM_WRITES = ("tick", "task", "asgi")
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything the server needs; every field has a ``RELAY_*`` variable."""
@@ -32,9 +35,13 @@ class ServerConfig:
     """The ``retry:`` hint sent at the start of a stream."""
     drop_after: float = 30.0
     """A subscriber that takes no snapshot for this long is dropped."""
-    stream_direct_writes: bool = True
-    """Let the hub write stream events straight to the socket where it can
-    (Hypercorn's trio worker, plain HTTP/1.1); else every event goes through ASGI."""
+    stream_writes: str = "tick"
+    """How stream events reach a client's socket where the fast path applies
+    (Hypercorn's trio worker, plain HTTP/1.1): ``tick`` — the hub's tick writes
+    them, the subscriber's channel takes what cannot be written at once;
+    ``task`` — every snapshot goes through the subscriber's channel and its own
+    task writes it; ``asgi`` — every event through ASGI (Quart, Hypercorn, h11).
+    Elsewhere it is always ``asgi``. See :mod:`relay_trio.server.direct`."""
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     socket_timeout: float = 5.0
 
@@ -46,8 +53,7 @@ class ServerConfig:
             "prefix": env.get("RELAY_PREFIX") or cls.prefix,
             "api_token": env.get("RELAY_API_TOKEN") or None,
             "read_only": _env_bool("RELAY_READ_ONLY"),
-            "stream_direct_writes": env.get("RELAY_STREAM_DIRECT_WRITES", "1").strip().lower()
-            not in ("0", "false", "no", "off"),
+            "stream_writes": env.get("RELAY_STREAM_WRITES") or cls.stream_writes,
         }
         for name, var, kind in (
             ("poll_interval", "RELAY_POLL_INTERVAL", float),
@@ -62,3 +68,9 @@ class ServerConfig:
                     raise ValueError(f"{var}={env[var]!r} is not a valid {kind.__name__}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        if self.stream_writes not in STREAM_WRITES:
+            raise ValueError(
+                f"stream writes {self.stream_writes!r}: expected one of {', '.join(STREAM_WRITES)}"
+            )

@@ -4,9 +4,18 @@ Through ASGI, one event to one client costs a wake of that client's task and
 about five trips through Trio's scheduler (Quart's body loop, Hypercorn's
 stream and protocol layers, h11's chunk framing, the connection's send lock and
 ``send_all``'s checkpoints): at 10 000 clients that alone is more than a 1 Hz
-tick. A :class:`SocketWriter` lets the hub hand each snapshot to the kernel
-from its own tick loop instead: one non-blocking ``write`` of an HTTP/1.1 chunk,
-framed once per snapshot, with no task woken and no checkpoint.
+tick. A :class:`SocketWriter` skips those layers: one non-blocking ``write`` of
+an HTTP/1.1 chunk, framed once per snapshot, with no checkpoint. Who calls it
+is ``ServerConfig.stream_writes``:
+
+* ``tick`` (default): the stream sets it as its subscription's writer and the
+  hub's tick calls :meth:`write_now` for every subscriber, waking no task; the
+  subscriber's channel (latest wins) takes every snapshot the writer cannot
+  take at once, and its task finishes it with :meth:`send`.
+* ``task``: every snapshot goes through the subscriber's channel as for any
+  subscriber; its task, woken, calls :meth:`write_now`, then :meth:`send` if
+  that could not write it all. One task wake per client per tick — about
+  three times the CPU of ``tick`` at 10 000 clients (docs/benchmarks.md).
 
 When it applies — found from the ASGI ``send`` callable: Hypercorn's trio
 worker, plain TCP (no TLS), HTTP/1.1 with chunked framing (h11's), the

@@ -8,8 +8,10 @@ and a ``: keep-alive`` comment whenever nothing was sent for
 
 The route answers with an :class:`EventStreamResponse`; the app's connection
 class sends it with :meth:`EventStreamResponse.send_to`, which, where it can,
-lets the hub write events straight to the socket (:mod:`.direct`) and otherwise
-sends them as ASGI body messages. When the client goes away the subscription
+writes events straight to the socket (:mod:`.direct`) — from the hub's tick
+(``stream_writes="tick"``, the default) or from this stream's task after it
+took the snapshot from its channel (``"task"``) — and otherwise sends them as
+ASGI body messages. When the client goes away the subscription
 leaves the hub; when the hub closes (shutdown) or drops this subscriber, the
 stream ends (a stream whose last chunk was cut part-way is closed instead).
 """
@@ -50,7 +52,7 @@ class EventStreamResponse(Response):
     """The stream's response; its body is :func:`sse_events` for any sender, and
     :meth:`send_to` for the app's connection class."""
 
-    def __init__(self, hub: Hub, retry_ms: int, *, direct: bool = True) -> None:
+    def __init__(self, hub: Hub, retry_ms: int, *, writes: str = "tick") -> None:
         super().__init__(
             sse_events(hub, retry_ms),
             mimetype="text/event-stream",
@@ -59,7 +61,8 @@ class EventStreamResponse(Response):
         self.timeout = None  # no RESPONSE_TIMEOUT for a stream
         self.hub = hub
         self.retry_ms = retry_ms
-        self.direct = direct
+        self.writes = writes
+        """``tick``, ``task`` or ``asgi``: see ``ServerConfig.stream_writes``."""
 
     async def send_to(self, send: Any) -> None:
         """Send the whole response through the ASGI ``send``, until the client
@@ -81,15 +84,16 @@ class EventStreamResponse(Response):
         try:
             async with self.hub.subscribe() as subscription:
                 await send(_body(b"retry: %d\n\n" % self.retry_ms))
-                if self.direct:
+                if self.writes != "asgi":
                     writer = SocketWriter.attach(send)
-                    subscription.writer = writer
+                if self.writes == "tick":
+                    subscription.writer = writer  # None: the hub uses the channel
                 with subscription.cancel_scope:
                     async for snapshot in subscription:
-                        if writer is not None:
-                            await writer.send(snapshot.event)
-                        else:
+                        if writer is None:
                             await send(_body(snapshot.event))
+                        elif not writer.write_now(snapshot.event):
+                            await writer.send(snapshot.event)
                 dropped = subscription.dropped
         except HubClosed:
             pass  # shut down between the route and here: an empty stream
@@ -111,9 +115,7 @@ async def get_stream() -> Response | tuple[Response, int]:
         return json_error("the server is shutting down", 503)
     if request.method == "HEAD":  # the head only: no subscription, no endless body
         return Response(b"", mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
-    return EventStreamResponse(
-        hub, state.config.stream_retry_ms, direct=state.config.stream_direct_writes
-    )
+    return EventStreamResponse(hub, state.config.stream_retry_ms, writes=state.config.stream_writes)
 
 
 __all__ = ["EventStreamResponse", "HubClosed", "sse_events", "stream"]

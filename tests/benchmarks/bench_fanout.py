@@ -26,11 +26,14 @@ measured:
 
 ``--profile`` then samples the server with py-spy (``--gil``: only samples that
 hold the GIL, i.e. Python at work, GC included) for another window at the
-largest C of the first (direct) series and prints where its time goes.
-``--asgi-clients C ...`` adds a series (default 1 000 and 3 000 clients) whose
-servers run with ``--no-direct-writes``: every event through ASGI (Quart,
-Hypercorn, h11) instead of the hub's socket fast path — the same server
-otherwise, in the same run, to show what the fast path is worth.
+largest C of the first (tick) series and prints where its time goes.
+The main series runs the server as shipped (``--stream-writes tick``: the
+hub's tick writes each event to every socket). ``--task-clients C ...``
+(default 3 000 and 10 000) adds a series with ``--stream-writes task`` (every
+snapshot through the client's channel, its task writes to the socket) and
+``--asgi-clients C ...`` (default 1 000 and 3 000) one with ``--stream-writes
+asgi`` (every event through Quart, Hypercorn and h11): the same server
+otherwise, in the same run, to show what each step is worth.
 ``--write`` replaces this benchmark's section of docs/benchmarks.md.
 """
 
@@ -99,8 +102,7 @@ sys.exit(main(sys.argv[1:]))
 @dataclass
 class Result:
     path: str
-    """How events left the server: "direct" (the hub's socket fast path, the
-    default) or "ASGI" (``--no-direct-writes``)."""
+    """The server's ``--stream-writes``: tick (the default), task or asgi."""
     clients: int
     connected: int
     """Clients live (had an event) when the window began: the ones counted."""
@@ -457,12 +459,13 @@ def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
         "threads); *rest of machine* = CPU used by anything but the server, the load client and "
         "Redis (other work on the host would skew delays). GC = time inside the server's "
         "collections (a `gc.callbacks` timer in a wrapper that then runs `relay_trio.cli.main`; "
-        "max = the longest collection since the process started). *Stream path*: direct = "
-        "the hub writes each event straight to every client's socket (the default); ASGI = "
-        "the same server with `--no-direct-writes` (every event through Quart, Hypercorn and "
-        "h11), for comparison.",
+        "max = the longest collection since the process started). *Stream writes* is the "
+        "server's `--stream-writes`: `tick` (the default) = the hub's tick writes each event "
+        "straight to every client's socket; `task` = every snapshot goes through the client's "
+        "memory channel and its task writes it to the socket (one task wake per client per "
+        "tick); `asgi` = every event through Quart, Hypercorn and h11.",
         "",
-        "| stream path | clients | connect s (retries, accept overflows) | "
+        "| stream writes | clients | connect s (retries, accept overflows) | "
         "delay p50 ms | p99 ms | max ms | "
         "events got / expected | missing | hub: replaced unread / clients dropped | "
         "server RSS idle → 1 → C, MiB | KiB / client | server CPU | client CPU | "
@@ -543,27 +546,36 @@ def main() -> int:
     )
     parser.add_argument("--attempts", type=int, default=3, help="windows per row at most")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the server at the direct series' max C"
+        "--profile", action="store_true", help="py-spy the server at the tick series' max C"
     )
     parser.add_argument("--no-gc-stats", dest="gc_stats", action="store_false")
+    parser.add_argument(
+        "--task-clients",
+        type=int,
+        nargs="*",
+        default=[3000, 10_000],
+        metavar="C",
+        help="a series with --stream-writes task at these client counts; none to skip",
+    )
     parser.add_argument(
         "--asgi-clients",
         type=int,
         nargs="*",
         default=[1000, 3000],
         metavar="C",
-        help="a series with --no-direct-writes (events through ASGI) at these client "
-        "counts, for comparison; none to skip",
+        help="a series with --stream-writes asgi at these client counts; none to skip",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke test in < 60 s")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if args.quick:
         args.clients, args.window, args.grace, args.attempts = [100, 500], 4.0, 2.0, 1
-        args.asgi_clients = [100]
-    series: list[tuple[str, list[int]]] = [("direct", args.clients)]
+        args.task_clients = args.asgi_clients = [100]
+    series: list[tuple[str, list[int]]] = [("tick", args.clients)]
+    if args.task_clients:
+        series.append(("task", args.task_clients))
     if args.asgi_clients:
-        series.append(("ASGI", args.asgi_clients))
+        series.append(("asgi", args.asgi_clients))
     limit = raise_nofile()
     most = max(c for _, cs in series for c in cs)
     if most + 100 > limit:
@@ -576,7 +588,7 @@ def main() -> int:
         for number, (path, counts) in enumerate(series, 1):
             for clients in counts:
                 gc_path = Path(tmp) / f"gc-{number}-{clients}.json"
-                env = {"RELAY_STREAM_DIRECT_WRITES": "1" if path == "direct" else "0"}
+                env = {"RELAY_STREAM_WRITES": path}
                 if args.gc_stats:
                     env["RELAY_BENCH_GC_STATS"] = str(gc_path)
                 profile_it = args.profile and number == 1 and clients == max(counts)
