@@ -500,13 +500,13 @@ def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
             "that work shared 2 cores, so these delays and connect times are upper bounds.",
         ]
     for r in results:
-        if r.clients != GOAL_CLIENTS:
-            continue
+        if r.clients != GOAL_CLIENTS or r.path != "tick":
+            continue  # the goal is the shipped server's; other series are for comparison
         p99_ok = r.pct(0.99) <= GOAL_P99_MS and r.connected == r.clients
         mem_ok = r.kib_per_client <= GOAL_KIB
         lines += [
             "",
-            f"Goal at {GOAL_CLIENTS:,} clients ({r.path}): "
+            f"Goal at {GOAL_CLIENTS:,} clients (the default, `--stream-writes {r.path}`): "
             f"all connected and p99 ≤ {GOAL_P99_MS:.0f} ms — {'met' if p99_ok else 'MISSED'} "
             f"({r.connected:,} live, p99 {r.pct(0.99):.0f} ms); ≤ {GOAL_KIB:.0f} KiB per "
             f"client — {'met' if mem_ok else 'MISSED'} ({r.kib_per_client:.1f} KiB).",
