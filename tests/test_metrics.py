@@ -34,6 +34,7 @@ def test_every_reference_name_is_exported() -> None:
         "relay_hub_poll_duration_seconds",
         "relay_hub_snapshots_dropped_total",
         "relay_hub_clients_dropped_total",
+        "relay_hub_direct_writes_total",
     ):
         assert name in text
 
