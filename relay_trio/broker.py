@@ -206,7 +206,7 @@ class Broker:
             return Claim(paused=True)
         if code == 3:
             return Claim(retry_after_ms=int(wait))
-        jobs = [Job.from_hash(raw) for raw in reply[2:]]
+        jobs = [Job.from_fields(values) for values in reply[2:]]
         self.events.count("claimed", queue, len(jobs))
         return Claim(jobs=jobs)
 

@@ -11,9 +11,10 @@ import enum
 import re
 import secrets
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from ._errors import InvalidInput
 
@@ -33,6 +34,24 @@ MAX_ERROR_TEXT = 4096
 # (older first); ZPOPMIN takes the best. Both parts are integers below 2**53,
 # so the double that Redis stores is exact.
 SEQ_BITS = 45
+
+FIELDS = (
+    "id",
+    "queue",
+    "payload",
+    "state",
+    "attempts",
+    "max_retries",
+    "priority",
+    "created_at",
+    "idempotency_key",
+    "lease",
+    "last_error",
+    "ready_at",
+    "deadline",
+    "dead_at",
+)
+"""The hash fields :meth:`Job.from_fields` decodes, in its order (the claim script's HMGET)."""
 
 
 class JobState(enum.StrEnum):
@@ -251,6 +270,48 @@ class Job:
             dead_at_ms=optional_int("dead_at"),
         )
 
+    @classmethod
+    def from_fields(cls, values: Sequence[Any]) -> Job:
+        """Decode the values of :data:`FIELDS`, in that order, as HMGET returns them:
+        bytes, or ``None`` for an unset field (a script may give a number field as
+        an integer).
+
+        The same job as :meth:`from_hash` gives for the whole hash, decoded faster:
+        the claim path takes this one.
+        """
+        (
+            id_,
+            queue,
+            payload,
+            state,
+            attempts,
+            max_retries,
+            priority,
+            created_at,
+            idempotency_key,
+            lease,
+            last_error,
+            ready_at,
+            deadline,
+            dead_at,
+        ) = values
+        return cls(
+            "" if id_ is None else id_.decode("utf-8", "replace"),
+            "" if queue is None else queue.decode("utf-8", "replace"),
+            b"" if payload is None else payload,
+            _STATES.get(state) or JobState(_text(state)),
+            0 if attempts is None else int(attempts),
+            0 if max_retries is None else int(max_retries),
+            0 if priority is None else int(priority),
+            0 if created_at is None else int(created_at),
+            "" if idempotency_key is None else idempotency_key.decode("utf-8", "replace"),
+            "" if lease is None else lease.decode("utf-8", "replace"),
+            "" if last_error is None else last_error.decode("utf-8", "replace"),
+            None if ready_at is None or ready_at == b"" else int(ready_at),
+            None if deadline is None or deadline == b"" else int(deadline),
+            None if dead_at is None or dead_at == b"" else int(dead_at),
+        )
+
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready view (payload as UTF-8 text, times as ISO 8601 UTC)."""
         return {
@@ -265,3 +326,10 @@ class Job:
             "idempotency_key": self.idempotency_key,
             "last_error": self.last_error,
         }
+
+
+_STATES: dict[object, JobState] = {s.value.encode(): s for s in JobState}
+
+
+def _text(value: bytes | None) -> str:
+    return "" if value is None else value.decode(errors="replace")

@@ -13,13 +13,16 @@ import re
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import trio
 
+import relay_trio
 from relay_trio import Broker, InvalidInput, Job, JobNotFound, JobState
+from relay_trio import job as jobmod
 from relay_trio.broker import ENQUEUE_CHUNK
 
 Q = "core"
@@ -389,6 +392,47 @@ async def test_attempts_and_lease_change_on_every_claim(broker: Broker) -> None:
     assert len(set(leases)) == len(leases) == 6
 
 
+async def test_claimed_jobs_carry_every_field_as_stored(broker: Broker, rdb: redis.Redis) -> None:
+    fast = Broker(broker.io, prefix=broker.keys.prefix, backoff_base_ms=1, backoff_cap_ms=1)
+    q = broker.keys.queue(Q)
+    first = await fast.enqueue(
+        Q, b"\xff\x00bytes", priority=7, max_retries=9, idempotency_key="k-1"
+    )
+    plain = await fast.enqueue(Q, "plain")
+    (job,) = (await fast.claim(Q)).jobs
+    assert (await fast.nack(job, "boom \u00e9")).outcome == "retry"  # sets last_error
+    await trio.sleep(0.005)
+    assert await fast.promote(Q) == 1
+    # no script leaves these on a ready job
+    rdb.hset(q.job(first.id), mapping={"ready_at": "5678", "dead_at": "1234"})
+    jobs = (await fast.claim(Q, 2, visibility_ms=7000)).jobs
+    assert [j.id for j in jobs] == [first.id, plain.id]
+    for claimed in jobs:
+        assert claimed == await fast.get_job(Q, claimed.id)  # the HGETALL decoding
+    again = jobs[0]
+    assert (again.payload, again.priority, again.max_retries) == (b"\xff\x00bytes", 7, 9)
+    assert (again.idempotency_key, again.last_error, again.attempts) == ("k-1", "boom \u00e9", 2)
+    assert (again.ready_at_ms, again.dead_at_ms) == (5678, 1234)
+    assert again.deadline_ms == rdb.zscore(q.inflight, again.id)
+    assert jobs[1].attempts == 1 and jobs[1].last_error == "" and jobs[1].ready_at_ms is None
+
+
+def test_the_claim_script_reads_the_fields_the_decoder_expects() -> None:
+    source = (Path(relay_trio.__file__).parent / "lua" / "claim.lua").read_text()
+    hmget = re.search(r"redis\.call\('HMGET', jk, (.*?)\)", source, re.S)
+    assert hmget is not None
+    assert tuple(re.findall(r"'(\w+)'", hmget.group(1))) == jobmod.FIELDS
+
+
+async def test_claim_of_a_job_whose_hash_is_gone_skips_it(broker: Broker, rdb: redis.Redis) -> None:
+    q = broker.keys.queue(Q)
+    gone, kept = await enqueue_n(broker, Q, 2)
+    rdb.delete(q.job(gone))
+    jobs = (await broker.claim(Q, 2)).jobs
+    assert [j.id for j in jobs] == [kept]
+    assert rdb.zrange(q.inflight, 0, -1) == [kept.encode()]
+
+
 @pytest.mark.parametrize("n", [0, -1, 1001, 1.5, True, "2"])
 async def test_claim_bad_n(broker: Broker, n: Any) -> None:
     await broker.enqueue(Q, "x")
@@ -409,6 +453,25 @@ async def test_claim_1000_is_allowed(broker: Broker) -> None:
     await enqueue_n(broker, Q, 1200)
     assert len((await broker.claim(Q, 1000)).jobs) == 1000
     assert len((await broker.claim(Q, 1000)).jobs) == 200
+    assert (await broker.stats(Q)).inflight == 1200
+
+
+async def test_ack_many_of_thousands_in_one_call(broker: Broker, rdb: redis.Redis) -> None:
+    q = broker.keys.queue(Q)
+    await enqueue_n(broker, Q, 2500)
+    jobs = [job for _ in range(3) for job in (await broker.claim(Q, 1000)).jobs]
+    assert len(jobs) == 2500
+    assert await broker.ack_many(jobs) == [True] * 2500
+    s = await broker.stats(Q)
+    assert (s.inflight, s.processed_total) == (0, 2500)
+    assert not any(rdb.exists(q.job(j.id)) for j in jobs[::97])
+
+
+async def test_the_same_job_twice_in_one_ack_counts_once(broker: Broker) -> None:
+    await enqueue_n(broker, Q, 2)
+    a, b = (await broker.claim(Q, 2)).jobs
+    assert await broker.ack_many([a, b, a]) == [True, True, False]
+    assert (await broker.stats(Q)).processed_total == 2
 
 
 # -- concurrency -----------------------------------------------------------------

@@ -323,6 +323,33 @@ def test_job_from_hash_minimal_fields() -> None:
     assert job.ready_at_ms is None
 
 
+def test_job_from_fields_matches_from_hash() -> None:
+    def values(raw: dict[bytes, bytes]) -> list[bytes | None]:
+        return [raw.get(name.encode()) for name in jobmod.FIELDS]
+
+    full = {**RAW, b"ready_at": b"1700000001000", b"dead_at": b"1700000002000"}
+    for raw in (RAW, full, {**RAW, b"idempotency_key": b"\xfe"}):
+        assert Job.from_fields(values(raw)) == Job.from_hash(raw)
+    _check_raw_job(Job.from_fields(values(RAW)))
+    minimal = {b"id": b"a" * 32, b"queue": b"q", b"state": b"dead", b"dead_at": b"5"}
+    minimal[b"ready_at"] = b""
+    assert Job.from_fields(values(minimal)) == Job.from_hash(minimal)
+    # a script may give number fields as integers
+    as_ints: list[object] = list(values(RAW))
+    for name in ("attempts", "deadline"):
+        as_ints[jobmod.FIELDS.index(name)] = int(RAW[name.encode()])
+    assert Job.from_fields(as_ints) == Job.from_hash(RAW)
+
+
+def test_job_from_fields_refuses_what_from_hash_refuses() -> None:
+    for field, bad in ((b"state", b"gone"), (b"attempts", b"x"), (b"deadline", b"soon")):
+        raw = {**RAW, field: bad}
+        with pytest.raises(ValueError):
+            Job.from_hash(raw)
+        with pytest.raises(ValueError):
+            Job.from_fields([raw.get(name.encode()) for name in jobmod.FIELDS])
+
+
 def test_job_to_dict() -> None:
     job = Job.from_hash(RAW)
     d = job.to_dict()

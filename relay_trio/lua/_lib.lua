@@ -23,3 +23,10 @@ local function hint(key, n)
   end
 end
 
+
+-- fn(...) over the whole of list, at most 1000 elements per call (unpack has a limit)
+local function in_chunks(list, fn)
+  for i = 1, #list, 1000 do
+    fn(unpack(list, i, math.min(i + 999, #list)))
+  end
+end
