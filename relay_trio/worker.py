@@ -4,12 +4,15 @@ One :class:`Worker` serves one or more queues, each with a handler and a
 concurrency limit. Its tasks, all in the nursery of :meth:`Worker.serve`:
 
 * a **claim loop** per queue: claims up to its free capacity in one call
-  (batched), starts a handler task per job, and when the queue is empty waits
-  for a wake-up hint (a blocking pop that takes hints, never jobs) or its
+  (batched), hands the jobs to the queue's runners, and when the queue is empty
+  waits for a wake-up hint (a blocking pop that takes hints, never jobs) or its
   ``idle_wait``; a paused or rate-limited queue is retried later;
-* **handler tasks**: an async handler is awaited; a plain function runs in a
-  thread. Return → the job goes to the acker; raise → nack with the error text
-  (retry with backoff, or the DLQ). A handler that raises never stops the worker;
+* **runners**: long-lived tasks, at most ``concurrency`` per queue, each running
+  one claimed job after another; a job never waits for another job's handler,
+  only for a runner to be scheduled. An async handler is awaited; a plain
+  function runs in a thread. Return → the job goes to the acker; raise → nack
+  with the error text (retry with backoff, or the DLQ). A handler that raises
+  never stops the worker;
 * the **acker**: acks finished jobs in batches, one round trip per batch;
 * the **heartbeat**: every visibility/3, extends every running job's lease in
   one round trip;
@@ -17,9 +20,10 @@ concurrency limit. Its tasks, all in the nursery of :meth:`Worker.serve`:
   repeated at once while it still moves a full batch.
 
 Shutdown (:meth:`Worker.stop`, or cancelling nothing but calling stop from a
-signal handler): claiming stops at once; running handlers get ``grace_period``
-seconds to finish; what still runs then is cancelled and nacked (its error text
-says so); finished jobs are acked; then ``serve`` returns. Nothing is lost: a
+signal handler): claiming stops at once (jobs a claim already took still run);
+running handlers get ``grace_period`` seconds to finish; what still runs then,
+or was claimed but not started, is cancelled and nacked (its error text says
+so); finished jobs are acked; then ``serve`` returns. Nothing is lost: a
 job is always in ready, inflight, delayed or the DLQ, or acked. If ``serve``
 itself is cancelled (or the process dies), running jobs stay in flight under
 their lease and the reaper of any worker returns them to ``ready`` once their
@@ -28,6 +32,7 @@ visibility deadline passes.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import logging
 import math
@@ -45,6 +50,8 @@ from .job import Job, validate_queue_name
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Job], Awaitable[Any]] | Callable[[Job], Any]
+
+CANCELLED_TEXT = "cancelled: the worker shut down before the handler ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,27 @@ class WorkerConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"WorkerConfig: out of range: {', '.join(bad)}")
+
+
+class _Lane:
+    """One queue's runtime: its free slots, and its claimed jobs not yet started.
+
+    Runners are long-lived tasks that each run one job after another, taking
+    the next from ``pending`` as soon as they finish one. ``spares`` counts the
+    runners woken (or started) that have not yet looked at ``pending``: while
+    jobs wait there, one is always kept, so a job waits only for a scheduler
+    round, never for another job's handler. There are never more runners than
+    ``concurrency``.
+    """
+
+    def __init__(self, handler: QueueHandler, nursery: trio.Nursery) -> None:
+        self.handler = handler
+        self.is_async = _is_async(handler.handler)
+        self.slots = trio.Semaphore(handler.concurrency)
+        self.pending: collections.deque[Job] = collections.deque()
+        self.idle: set[trio.lowlevel.Task] = set()
+        self.spares = 0
+        self.nursery = nursery
 
 
 @dataclass
@@ -142,17 +170,24 @@ class Worker:
             for h in self.handlers:
                 service.start_soon(self._maintain, h.queue, "promote", self.config.promote_interval)
                 service.start_soon(self._maintain, h.queue, "reap", self.config.reap_interval)
-            async with trio.open_nursery() as jobs:
-                async with trio.open_nursery() as claimers:
-                    for h in self.handlers:
-                        claimers.start_soon(self._claim_loop, h, jobs)
-                    task_status.started()
-                    await self._stopping.wait()
-                    claimers.cancel_scope.cancel()
-                if self._running:
-                    with trio.move_on_after(self.config.grace_period):
-                        await self._drained.wait()
-                jobs.cancel_scope.cancel()
+            lanes: list[_Lane] = []
+            try:
+                async with trio.open_nursery() as jobs:
+                    lanes += [_Lane(h, jobs) for h in self.handlers]
+                    async with trio.open_nursery() as claimers:
+                        for lane in lanes:
+                            claimers.start_soon(self._claim_loop, lane)
+                        task_status.started()
+                        await self._stopping.wait()
+                        claimers.cancel_scope.cancel()
+                    if self._running:
+                        with trio.move_on_after(self.config.grace_period):
+                            await self._drained.wait()
+                    jobs.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True):
+                    for lane in lanes:
+                        await self._never_started(lane)
             self._ack_send.close()  # the acker drains what is left, then ends
             with trio.move_on_after(self.config.grace_period):
                 await self._acks_done.wait()
@@ -160,9 +195,8 @@ class Worker:
 
     # -- claiming and running ------------------------------------------------------
 
-    async def _claim_loop(self, h: QueueHandler, jobs: trio.Nursery) -> None:
-        slots = trio.Semaphore(h.concurrency)
-        is_async = _is_async(h.handler)
+    async def _claim_loop(self, lane: _Lane) -> None:
+        h, slots = lane.handler, lane.slots
         while True:
             await slots.acquire()
             want = 1
@@ -191,7 +225,9 @@ class Worker:
             for job in claim.jobs:
                 self._running[job.id] = job
                 self.stats.running[h.queue] += 1
-                jobs.start_soon(self._run, h, job, is_async, slots)
+            lane.pending.extend(claim.jobs)
+            if lane.pending and not lane.spares:
+                self._wake_runner(lane)
             if claim.jobs:
                 continue
             if claim.paused:
@@ -208,16 +244,50 @@ class Worker:
             log.warning("waiting for work on %r failed: %s", queue, exc)
             await trio.sleep(self.config.error_retry_delay)
 
-    async def _run(self, h: QueueHandler, job: Job, is_async: bool, slots: trio.Semaphore) -> None:
+    def _wake_runner(self, lane: _Lane) -> None:
+        """Make one more spare: wake an idle runner, or start one."""
+        lane.spares += 1
+        if lane.idle:
+            trio.lowlevel.reschedule(lane.idle.pop())
+        else:
+            lane.nursery.start_soon(self._runner, lane)
+
+    async def _runner(self, lane: _Lane) -> None:
+        """Run pending jobs one after another; sleep while there are none.
+
+        Before it starts a job, a runner makes sure that a spare is awake if more
+        jobs wait, since this job's handler may block. Cancelled, it ends (a
+        running handler is nacked by :meth:`_run`; jobs still pending are nacked
+        by :meth:`_never_started`).
+        """
+        me = trio.lowlevel.current_task()
+        pending = lane.pending
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            lane.idle.discard(me)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        while True:
+            lane.spares -= 1
+            while pending:
+                job = pending.popleft()
+                if pending and not lane.spares:
+                    self._wake_runner(lane)
+                await self._run(lane, job)
+            lane.idle.add(me)
+            await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def _run(self, lane: _Lane, job: Job) -> None:
+        h = lane.handler
         try:
-            if is_async:
+            if lane.is_async:
                 await h.handler(job)
             else:
                 await trio.to_thread.run_sync(h.handler, job, abandon_on_cancel=True)
         except trio.Cancelled:
             self.stats.cancelled += 1
             with trio.CancelScope(shield=True):
-                await self._nack(job, "cancelled: the worker shut down before the handler ended")
+                await self._nack(job, CANCELLED_TEXT)
             raise
         except Exception as exc:
             self.stats.failed += 1
@@ -226,11 +296,22 @@ class Worker:
             self.stats.succeeded += 1
             self._ack_send.send_nowait(job)
         finally:
-            del self._running[job.id]
-            self.stats.running[h.queue] -= 1
-            slots.release()
-            if not self._running and self.stopping:
-                self._drained.set()
+            self._finished(lane, job)
+
+    def _finished(self, lane: _Lane, job: Job) -> None:
+        del self._running[job.id]
+        self.stats.running[lane.handler.queue] -= 1
+        lane.slots.release()
+        if not self._running and self.stopping:
+            self._drained.set()
+
+    async def _never_started(self, lane: _Lane) -> None:
+        """Nack the claimed jobs that no runner took before the runners were cancelled."""
+        while lane.pending:
+            job = lane.pending.popleft()
+            self.stats.cancelled += 1
+            await self._nack(job, CANCELLED_TEXT)
+            self._finished(lane, job)
 
     async def _nack(self, job: Job, error: str) -> None:
         try:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 import trio
+import trio.lowlevel
 
 from relay_trio import Broker, Job, JobNotFound, JobState, QueueHandler, Worker, WorkerConfig
 
@@ -182,6 +183,95 @@ async def test_heartbeat_keeps_a_long_job_from_being_reaped(broker: Broker) -> N
     assert first.stats.acked + second.stats.acked == 1
     s = await broker.stats(Q)
     assert (s.ready, s.inflight, s.delayed, s.dlq, s.processed_total) == (0, 0, 0, 0, 1)
+
+
+async def test_held_jobs_all_run_at_once_whatever_the_others_do(broker: Broker) -> None:
+    """Blocking handlers each get a runner of their own at once, however many
+    instant ones run beside them, and the limit is never passed."""
+    limit = 40
+    running = peak = 0
+    blockers_in = trio.Event()
+    blocking = 0
+
+    async def handler(job: Job) -> None:
+        nonlocal running, peak, blocking
+        running += 1
+        peak = max(peak, running)
+        if job.payload == b"block":
+            blocking += 1
+            if blocking == limit:
+                blockers_in.set()  # every blocking job runs now: all slots are theirs
+            await blockers_in.wait()
+        running -= 1
+
+    specs = [broker.spec("block" if i % 3 == 0 else "instant") for i in range(3 * limit)]
+    await broker.enqueue_many(Q, specs)
+    async with serving(broker, [QueueHandler(Q, handler, concurrency=limit)]) as worker:
+
+        async def done() -> bool:
+            return worker.stats.acked == len(specs)
+
+        await eventually(done)
+    assert blockers_in.is_set()
+    assert peak == limit
+    assert worker.stats.succeeded == len(specs)
+
+
+class HeldClaim(Broker):
+    """Holds its first claim back until :attr:`release` is set."""
+
+    def __init__(self, broker: Broker) -> None:
+        super().__init__(broker.io, prefix=broker.keys.prefix, backoff_base_ms=5)
+        self.claiming = trio.Event()
+        self.release = trio.Event()
+
+    async def claim(self, queue: str, n: int = 1, *, visibility_ms: int | None = None) -> Any:
+        if not self.claiming.is_set():
+            self.claiming.set()
+            await self.release.wait()
+        return await super().claim(queue, n, visibility_ms=visibility_ms)
+
+
+@pytest.mark.parametrize("grace", [0.0, 2.0])
+async def test_jobs_claimed_as_the_worker_stops_run_or_are_nacked(
+    broker: Broker, grace: float
+) -> None:
+    """A claim that ends after stop() hands its jobs on: within the grace period
+    they run and are acked; with none they are nacked. Nothing stays in flight."""
+    ran: list[bytes] = []
+
+    async def handler(job: Job) -> None:
+        if grace:
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.sleep(60)  # cancelled: nacked
+        ran.append(job.payload)
+
+    held = HeldClaim(broker)
+    await held.enqueue_many(Q, [held.spec(f"j{i}") for i in range(30)])
+    worker = Worker(
+        held, [QueueHandler(Q, handler, concurrency=50)], WorkerConfig(grace_period=grace)
+    )
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.serve)
+            await held.claiming.wait()
+            worker.stop()
+            held.release.set()
+    s = await broker.stats(Q)
+    assert worker.stats.claimed == 30
+    assert s.inflight == 0
+    if grace:
+        assert sorted(ran) == sorted(f"j{i}".encode() for i in range(30))
+        assert (s.processed_total, s.delayed, worker.stats.acked) == (30, 0, 30)
+    else:
+        assert ran == []
+        assert (s.processed_total, s.delayed + s.ready, worker.stats.cancelled) == (0, 30, 30)
+        for job_id in await broker.io.run(
+            lambda client: client.zrange(broker.keys.queue(Q).delayed, 0, -1)
+        ):
+            assert "shut down" in (await broker.get_job(Q, job_id.decode())).last_error
+    assert await total_jobs(broker, Q) == 30
 
 
 # -- shutdown ---------------------------------------------------------------------
