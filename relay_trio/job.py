@@ -7,6 +7,7 @@ fields; this module is the only Python code that knows their encoding.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 import secrets
@@ -277,7 +278,9 @@ class Job:
         an integer).
 
         The same job as :meth:`from_hash` gives for the whole hash, decoded faster:
-        the claim path takes this one.
+        the claim path takes this one. It fills the slots directly rather than
+        through the dataclass ``__init__`` (a frozen one sets each field with
+        ``object.__setattr__``), which is why :class:`Job` has no ``__post_init__``.
         """
         (
             id_,
@@ -295,22 +298,24 @@ class Job:
             deadline,
             dead_at,
         ) = values
-        return cls(
-            "" if id_ is None else id_.decode("utf-8", "replace"),
-            "" if queue is None else queue.decode("utf-8", "replace"),
-            b"" if payload is None else payload,
-            _STATES.get(state) or JobState(_text(state)),
-            0 if attempts is None else int(attempts),
-            0 if max_retries is None else int(max_retries),
-            0 if priority is None else int(priority),
-            0 if created_at is None else int(created_at),
-            "" if idempotency_key is None else idempotency_key.decode("utf-8", "replace"),
-            "" if lease is None else lease.decode("utf-8", "replace"),
-            "" if last_error is None else last_error.decode("utf-8", "replace"),
-            None if ready_at is None or ready_at == b"" else int(ready_at),
-            None if deadline is None or deadline == b"" else int(deadline),
-            None if dead_at is None or dead_at == b"" else int(dead_at),
+        job = _new(cls)
+        _set_id(job, id_.decode("utf-8", "replace") if id_ else "")
+        _set_queue(job, queue.decode("utf-8", "replace") if queue else "")
+        _set_payload(job, b"" if payload is None else payload)
+        _set_state(job, _STATES.get(state) or JobState(_text(state)))
+        _set_attempts(job, 0 if attempts is None else int(attempts))
+        _set_max_retries(job, 0 if max_retries is None else int(max_retries))
+        _set_priority(job, 0 if priority is None else int(priority))
+        _set_created_at_ms(job, 0 if created_at is None else int(created_at))
+        _set_idempotency_key(
+            job, idempotency_key.decode("utf-8", "replace") if idempotency_key else ""
         )
+        _set_lease(job, lease.decode("utf-8", "replace") if lease else "")
+        _set_last_error(job, last_error.decode("utf-8", "replace") if last_error else "")
+        _set_ready_at_ms(job, int(ready_at) if ready_at or ready_at == 0 else None)
+        _set_deadline_ms(job, int(deadline) if deadline or deadline == 0 else None)
+        _set_dead_at_ms(job, int(dead_at) if dead_at or dead_at == 0 else None)
+        return job
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready view (payload as UTF-8 text, times as ISO 8601 UTC)."""
@@ -333,3 +338,23 @@ _STATES: dict[object, JobState] = {s.value.encode(): s for s in JobState}
 
 def _text(value: bytes | None) -> str:
     return "" if value is None else value.decode(errors="replace")
+
+
+# Job's slot setters, in field order, for Job.from_fields
+_new = object.__new__
+(
+    _set_id,
+    _set_queue,
+    _set_payload,
+    _set_state,
+    _set_attempts,
+    _set_max_retries,
+    _set_priority,
+    _set_created_at_ms,
+    _set_idempotency_key,
+    _set_lease,
+    _set_last_error,
+    _set_ready_at_ms,
+    _set_deadline_ms,
+    _set_dead_at_ms,
+) = (Job.__dict__[f.name].__set__ for f in dataclasses.fields(Job))
