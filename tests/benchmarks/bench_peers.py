@@ -418,13 +418,15 @@ def summarize_profile(raw: str, work: dict[str, Any], jobs: int) -> list[str]:
     leaves: collections.Counter[str] = collections.Counter()
     # first match on the stack (innermost first) names the cost centre
     rules = [
-        ("Job.from_hash", "decode claimed jobs (`Job.from_hash`)"),
+        ("Job.from_fields", "decode claimed jobs (`Job.from_fields`)"),
+        ("Job.from_hash", "decode jobs from a hash (`Job.from_hash`)"),
         ("_HiredisParser", "parse Redis replies (redis-py + hiredis)"),
         ("Connection.send_packed_command", "send to Redis (redis-py)"),
         ("pack_command", "encode commands (redis-py)"),
         ("Nursery.start_soon", "spawn one Trio task per job (`start_soon`)"),
         ("Tally.record", "the no-op handler itself"),
-        ("Worker._run", "run handler tasks, ack queue (`Worker._run`)"),
+        ("Worker._run", "run a handler, queue its ack (`Worker._run`)"),
+        ("Worker._runner", "runner tasks take claimed jobs (`Worker._runner`)"),
         ("Worker._claim_loop", "claim loop's own code (`Worker._claim_loop`)"),
         ("to_thread_run_sync", "hand Redis calls to threads (`trio.to_thread`)"),
         ("WorkerThread", "hand Redis calls to threads (`trio.to_thread`)"),
