@@ -14,7 +14,7 @@ is ``ServerConfig.stream_writes``:
   take at once, and its task finishes it with :meth:`send`.
 * ``task``: every snapshot goes through the subscriber's channel as for any
   subscriber; its task, woken, calls :meth:`write_now`, then :meth:`send` if
-  that could not write it all. One task wake per client per tick — about
+  that could not write it all. One task wake per client per tick — two to
   three times the CPU of ``tick`` at 10 000 clients (docs/benchmarks.md).
 
 When it applies — found from the ASGI ``send`` callable: Hypercorn's trio
