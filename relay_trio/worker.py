@@ -170,24 +170,21 @@ class Worker:
             for h in self.handlers:
                 service.start_soon(self._maintain, h.queue, "promote", self.config.promote_interval)
                 service.start_soon(self._maintain, h.queue, "reap", self.config.reap_interval)
-            lanes: list[_Lane] = []
-            try:
-                async with trio.open_nursery() as jobs:
-                    lanes += [_Lane(h, jobs) for h in self.handlers]
-                    async with trio.open_nursery() as claimers:
-                        for lane in lanes:
-                            claimers.start_soon(self._claim_loop, lane)
-                        task_status.started()
-                        await self._stopping.wait()
-                        claimers.cancel_scope.cancel()
-                    if self._running:
-                        with trio.move_on_after(self.config.grace_period):
-                            await self._drained.wait()
-                    jobs.cancel_scope.cancel()
-            finally:
-                with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as jobs:
+                # claimed jobs that no runner took yet when this is cancelled are
+                # still taken, each by a runner of its own (see ``_runner``), and
+                # nacked when their handler sees the cancel
+                lanes = [_Lane(h, jobs) for h in self.handlers]
+                async with trio.open_nursery() as claimers:
                     for lane in lanes:
-                        await self._never_started(lane)
+                        claimers.start_soon(self._claim_loop, lane)
+                    task_status.started()
+                    await self._stopping.wait()
+                    claimers.cancel_scope.cancel()
+                if self._running:
+                    with trio.move_on_after(self.config.grace_period):
+                        await self._drained.wait()
+                jobs.cancel_scope.cancel()
             self._ack_send.close()  # the acker drains what is left, then ends
             with trio.move_on_after(self.config.grace_period):
                 await self._acks_done.wait()
@@ -256,9 +253,9 @@ class Worker:
         """Run pending jobs one after another; sleep while there are none.
 
         Before it starts a job, a runner makes sure that a spare is awake if more
-        jobs wait, since this job's handler may block. Cancelled, it ends (a
-        running handler is nacked by :meth:`_run`; jobs still pending are nacked
-        by :meth:`_never_started`).
+        jobs wait, since this job's handler may block. Cancelled, it ends: its
+        handler is nacked by :meth:`_run`, and a job still pending is taken by
+        the spare it woke, whose handler is cancelled and nacked in turn.
         """
         me = trio.lowlevel.current_task()
         pending = lane.pending
@@ -304,14 +301,6 @@ class Worker:
         lane.slots.release()
         if not self._running and self.stopping:
             self._drained.set()
-
-    async def _never_started(self, lane: _Lane) -> None:
-        """Nack the claimed jobs that no runner took before the runners were cancelled."""
-        while lane.pending:
-            job = lane.pending.popleft()
-            self.stats.cancelled += 1
-            await self._nack(job, CANCELLED_TEXT)
-            self._finished(lane, job)
 
     async def _nack(self, job: Job, error: str) -> None:
         try:
