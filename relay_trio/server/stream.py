@@ -18,7 +18,6 @@ stream ends (a stream whose last chunk was cut part-way is closed instead).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
@@ -33,28 +32,17 @@ from .state import relay_state
 stream = Blueprint("stream", __name__)
 
 
-async def sse_events(hub: Hub, retry_ms: int) -> AsyncIterator[bytes]:
-    """The body of one stream as plain chunks: the retry hint, then what the hub
-    hands over (snapshots, and keep-alive comments when there was nothing to
-    send). Used when the response is sent by a connection class other than the
-    app's (see :meth:`EventStreamResponse.send_to`)."""
-    async with hub.subscribe() as subscription:
-        yield b"retry: %d\n\n" % retry_ms
-        async for snapshot in subscription:
-            yield snapshot.event
-
-
 def _body(data: bytes, more: bool = True) -> Any:
     return {"type": "http.response.body", "body": data, "more_body": more}
 
 
 class EventStreamResponse(Response):
-    """The stream's response; its body is :func:`sse_events` for any sender, and
-    :meth:`send_to` for the app's connection class."""
+    """The stream's response. It has no body of its own: the app's connection
+    class (``app._Connection``) sends it with :meth:`send_to`."""
 
     def __init__(self, hub: Hub, retry_ms: int, *, writes: str = "tick") -> None:
         super().__init__(
-            sse_events(hub, retry_ms),
+            [],  # an iterable, not bytes: no Content-Length on an endless stream
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -118,4 +106,4 @@ async def get_stream() -> Response | tuple[Response, int]:
     return EventStreamResponse(hub, state.config.stream_retry_ms, writes=state.config.stream_writes)
 
 
-__all__ = ["EventStreamResponse", "HubClosed", "sse_events", "stream"]
+__all__ = ["EventStreamResponse", "HubClosed", "stream"]

@@ -205,7 +205,7 @@ PROFILE_AREAS = (
         "one event out: quart -> hypercorn -> h11 -> trio socket send",
         ("send_final_shielded", "HTTPStream.app_send", "protocol_send", "h11/"),
     ),
-    ("the stream generator and its subscription (stream.py, Subscription)", ("sse_events",)),
+    ("a stream's own task (EventStreamResponse.send_to, SocketWriter)", ("send_to",)),
     ("quart / quart-trio request handling", ("quart/", "quart_trio/")),
     ("hypercorn: accept, read, connection tasks", ("hypercorn/",)),
     ("trio run loop: scheduling, epoll, checkpoints", ("trio/",)),
