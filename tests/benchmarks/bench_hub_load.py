@@ -6,7 +6,8 @@ Starts a private redis-server (TCP on 127.0.0.1) and the real server as a
 subprocess (``python -m relay_trio.cli ... server --port 0 --poll-interval 1``),
 registers Q queues (one job each) and then, for each Q and each client count C:
 
-* **hub**: C SSE clients (raw trio sockets, in this process) stream
+* **hub**: C SSE clients (``sse_clients.EpollSSEClients``: one thread, epoll,
+  non-blocking sockets, in this process) stream
   ``/api/stream``; once every client has had an event, Redis commands are
   counted (``INFO stats`` ``total_commands_processed``; the INFO calls
   themselves subtracted) over a window of whole hub ticks;
@@ -28,8 +29,6 @@ The helpers here (server subprocess, SSE client, /metrics) are shared with
 from __future__ import annotations
 
 import argparse
-import contextlib
-import math
 import os
 import platform
 import re
@@ -42,13 +41,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
 import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sse_clients import EpollSSEClients  # a sibling script, not a package
 
 from relay_trio.broker import Broker, open_broker
 from relay_trio.embedded import _pdeathsig_preexec, embedded_redis
@@ -58,7 +59,6 @@ DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench-hub-load:begin -->", "<!-- bench-hub-load:end -->"
 PREFIX = "benchhub"
 READY_RE = re.compile(r"relay-trio server on http://([0-9.]+):(\d+)")
-EVENT_RE = re.compile(rb'id: (\d+)\ndata: \[[^\n]*?"ts":(\d+)')
 JUNK_KEYS = 1_000_000
 
 
@@ -193,145 +193,6 @@ async def server_metrics(host: str, port: int) -> dict[str, float]:
     return values
 
 
-@dataclass
-class ClientStats:
-    events: int = 0
-    first_seq: int = 0
-    last_seq: int = 0
-    scope: trio.CancelScope | None = None
-    """The current attempt's; its deadline (no first event in time) is lifted at
-    the first event."""
-
-
-FIRST_EVENT_WITHIN = 20.0  # s; a connection with no event by then is retried
-ATTEMPTS = 3
-
-
-@dataclass
-class SSEClients:
-    """Many ``GET /api/stream`` clients on raw trio sockets, in one nursery.
-
-    ``on_event(client, seq, ts_ms, now_ms)`` is called once per event a client
-    receives; client 0 also drives :meth:`wait_seq` (the hub's tick clock). A
-    client with no event within ``FIRST_EVENT_WITHIN`` s of connecting (a
-    handshake lost to a full accept queue, say) starts again, ``ATTEMPTS`` times
-    at most; ``retries`` counts those restarts.
-    """
-
-    host: str
-    port: int
-    nursery: trio.Nursery
-    on_event: Callable[[int, int, int, float], None] | None = None
-    clients: list[ClientStats] = field(default_factory=list)
-    failed: int = 0
-    retries: int = 0
-    seq: int = 0
-    ts_of: dict[int, int] = field(default_factory=dict)
-    """Client 0's snapshots: seq -> the server's ``ts`` (ms) of that poll."""
-    _seq_changed: trio.Event = field(default_factory=trio.Event)
-    _with_event: int = 0
-    _all_in: trio.Event = field(default_factory=trio.Event)
-
-    @property
-    def live(self) -> int:
-        """Clients that have had an event."""
-        return self._with_event
-
-    @property
-    def pending(self) -> int:
-        """Clients started that have had no event yet and have not failed."""
-        return len(self.clients) - self._with_event - self.failed
-
-    def _settled(self) -> None:
-        if self.pending <= 0:
-            self._all_in.set()
-
-    async def grow_to(
-        self, count: int, *, batch: int = 200, pause: float = 0.05, may_fail: bool = False
-    ) -> None:
-        """Open clients up to ``count``: a batch of ``batch`` every ``pause`` s, while
-        fewer than ``batch`` earlier ones still wait for their first event. Then wait
-        until each has had one (or failed, if ``may_fail``); all within 300 s."""
-        with trio.fail_after(300):
-            while len(self.clients) < count:
-                if self.pending < batch:
-                    for _ in range(min(batch, count - len(self.clients))):
-                        self.clients.append(ClientStats())
-                        self.nursery.start_soon(self._run, len(self.clients) - 1)
-                await trio.sleep(pause)
-            self._all_in = trio.Event()  # set once all ``count`` clients are in
-            self._settled()
-            await self._all_in.wait()
-        if self.failed and not may_fail:
-            raise RuntimeError(f"{self.failed} of {count} stream clients failed")
-
-    async def wait_seq(self, seq: int) -> None:
-        """Wait until client 0 has seen snapshot ``seq``."""
-        while self.seq < seq:
-            await self._seq_changed.wait()
-
-    async def next_tick(self) -> int:
-        await self.wait_seq(self.seq + 1)
-        return self.seq
-
-    async def _run(self, index: int) -> None:
-        stats = self.clients[index]
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                self.retries += 1
-                await trio.sleep(0.5)
-            with (
-                trio.move_on_after(FIRST_EVENT_WITHIN) as stats.scope,
-                contextlib.suppress(OSError, trio.BrokenResourceError),
-            ):
-                await self._stream(index, stats)
-            if stats.events:
-                return  # it streamed, then ended: the server went away
-        self.failed += 1
-        self._settled()
-
-    async def _stream(self, index: int, stats: ClientStats) -> None:
-        stream = await trio.open_tcp_stream(self.host, self.port)
-        request = f"GET /api/stream HTTP/1.1\r\nHost: {self.host}\r\n"
-        request += "Accept: text/event-stream\r\n\r\n"
-        async with stream:
-            await stream.send_all(request.encode())
-            buffer = b""
-            head_seen = False
-            while data := await stream.receive_some(65536):
-                now_ms = time.time() * 1000
-                buffer += data
-                if not head_seen:
-                    if b"\r\n\r\n" not in buffer:
-                        continue
-                    if not buffer.startswith(b"HTTP/1.1 200"):
-                        raise OSError(buffer.split(b"\r\n", 1)[0].decode(errors="replace"))
-                    head_seen = True
-                end = buffer.rfind(b"\n\n")
-                if end < 0:
-                    continue
-                complete, buffer = buffer[: end + 2], buffer[end + 2 :]
-                for match in EVENT_RE.finditer(complete):
-                    self._event(index, stats, int(match[1]), int(match[2]), now_ms)
-
-    def _event(self, index: int, stats: ClientStats, seq: int, ts: int, now_ms: float) -> None:
-        if stats.events == 0:
-            stats.first_seq = seq
-            if stats.scope is not None:
-                stats.scope.deadline = math.inf
-            self._with_event += 1
-            self._settled()
-        stats.events += 1
-        stats.last_seq = seq
-        if self.on_event is not None:
-            self.on_event(index, seq, ts, now_ms)
-        if index == 0 and seq > self.seq:
-            self.seq = seq
-            self.ts_of[seq] = ts
-            self._seq_changed.set()
-            self._seq_changed = trio.Event()
-
-
 def machine_facts(redis_url: str) -> str:
     client = redis.Redis.from_url(redis_url)
     try:
@@ -429,7 +290,7 @@ class HubRow:
 
 
 async def measure_hub(
-    pool: SSEClients, counter: Commands, server: ServerProcess, ticks: int, interval: float
+    pool: EpollSSEClients, counter: Commands, server: ServerProcess, ticks: int, interval: float
 ) -> tuple[int, int, float, float]:
     """Commands, hub polls, seconds and server CPU share over ``ticks`` whole ticks.
 
@@ -528,7 +389,7 @@ async def measure_tick_cost(
     args: argparse.Namespace,
 ) -> TickCost:
     async with trio.open_nursery() as nursery:
-        pool = SSEClients(server.host, server.port, nursery)
+        pool = EpollSSEClients(server.host, server.port, nursery)
         await pool.grow_to(1)
         await pool.next_tick()  # skip the seeded snapshot
         m0 = await server_metrics(server.host, server.port)
@@ -586,7 +447,7 @@ async def run(url: str, server: ServerProcess, args: argparse.Namespace) -> dict
                 await set_queues(broker, client, q, created)
                 q_rows = []
                 async with trio.open_nursery() as nursery:
-                    pool = SSEClients(server.host, server.port, nursery)
+                    pool = EpollSSEClients(server.host, server.port, nursery)
                     for c in args.clients:
                         await pool.grow_to(c)
                         await pool.next_tick()  # every client has been seeded and is live
@@ -659,8 +520,9 @@ def report(result: dict[str, object], facts: str, args: argparse.Namespace) -> s
         f"Command: `.venv/bin/python {command}`",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {facts}. The server is a subprocess "
-        f"(`relay-trio server --poll-interval {args.interval:g}`); the SSE clients (raw trio "
-        "sockets) and the naive pollers run in the benchmark process. Redis commands come from "
+        f"(`relay-trio server --poll-interval {args.interval:g}`); the SSE clients (one thread "
+        "running an epoll loop over non-blocking sockets) and the naive pollers run in the "
+        "benchmark process. Redis commands come from "
         "`INFO stats` `total_commands_processed` (the INFO calls subtracted); hub windows span "
         f"{args.window_ticks} whole ticks, timed by the server's own snapshot `ts`; naive "
         f"windows {args.naive_intervals} intervals. A naive poller takes one `Broker.snapshot()` "
