@@ -68,7 +68,6 @@ class EventStreamResponse(Response):
             }
         )
         writer: SocketWriter | None = None
-        dropped = False
         try:
             async with self.hub.subscribe() as subscription:
                 await send(_body(b"retry: %d\n\n" % self.retry_ms))
@@ -82,14 +81,15 @@ class EventStreamResponse(Response):
                             await send(_body(snapshot.event))
                         elif not writer.write_now(snapshot.event):
                             await writer.send(snapshot.event)
-                dropped = subscription.dropped
         except HubClosed:
             pass  # shut down between the route and here: an empty stream
         except trio.BrokenResourceError:
             pass  # the client is gone
         finally:
-            if writer is not None and (dropped or not writer.clean):
-                writer.abort()  # a client that reads nothing would never take the end
+            if writer is not None and not writer.clean:
+                # cut mid-chunk; a dropped client is always here too: it is dropped
+                # only while its task waits in ``writer.send``, which the drop cancels
+                writer.abort()
             else:
                 with trio.CancelScope(shield=True):
                     await send(_body(b"", more=False))
