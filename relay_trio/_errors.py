@@ -8,6 +8,9 @@ and chained (``raise ... from exc``), never leaked::
     ├── InvalidInput        bad input to the broker or a client; nothing was written
     │                       (also a ValueError)
     ├── JobNotFound         the job (or DLQ entry) named does not exist
+    ├── QueueNotFound       the queue is not in the registry (no job ever created it,
+    │                       or it was deleted)
+    ├── QueueNotEmpty       a queue that still holds jobs was to be deleted without force
     ├── DuplicateJob        an idempotency key already names a job; carries its id
     ├── RedisUnavailable    Redis could not be reached, or did not answer in time
     ├── RedisCommandError   Redis answered with an error (a bug or a foreign key)
@@ -41,6 +44,30 @@ class JobNotFound(RelayError, LookupError):
         self.queue = queue
         self.job_id = job_id
         self.where = where
+
+
+class QueueNotFound(RelayError, LookupError):
+    """``queue`` is not in the registry: no job ever created it, or it was deleted.
+
+    Only creating a job registers a queue; pausing, rate-limiting or deleting an
+    unknown queue raises this instead of registering it.
+    """
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(f"queue {queue!r} not found")
+        self.queue = queue
+
+
+class QueueNotEmpty(RelayError):
+    """``queue`` still holds ``jobs`` jobs (ready, in flight, delayed or dead), and
+    it was to be deleted without ``force``. Nothing was deleted."""
+
+    def __init__(self, queue: str, jobs: int) -> None:
+        super().__init__(
+            f"queue {queue!r} still holds {jobs} job(s); delete it with force to drop them"
+        )
+        self.queue = queue
+        self.jobs = jobs
 
 
 class DuplicateJob(RelayError):

@@ -28,8 +28,17 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import trio
+
 from . import job as jobmod
-from ._errors import DuplicateJob, InvalidInput, JobNotFound
+from ._errors import (
+    DuplicateJob,
+    InvalidInput,
+    JobNotFound,
+    QueueNotEmpty,
+    QueueNotFound,
+    RelayError,
+)
 from .job import Job, JobSpec, JobState, validate_job_id, validate_queue_name
 from .keys import DEFAULT_PREFIX, Keyspace, QueueKeys
 from .redis_io import Batch, RedisIO
@@ -54,10 +63,26 @@ DEFAULT_BACKOFF_BASE_MS = 1000
 DEFAULT_BACKOFF_CAP_MS = 10 * 60 * 1000
 DLQ_PAGE_DEFAULT, DLQ_PAGE_MAX = 50, 1000
 SWEEP_LIMIT = 1000  # jobs moved per reap / promote / DLQ-bulk script call
+RATE_MIN, RATE_MAX = 1e-5, 1e6
+"""Rate limits, in jobs per second: from about one a day to a million a second."""
+BURST_MAX = 1_000_000
+DEFAULT_DLQ_MAX = 10_000
+DLQ_MAX_LIMIT = 10_000_000
+DEFAULT_DLQ_TTL_S = 30 * 24 * 3600
+DLQ_TTL_MIN_S, DLQ_TTL_MAX_S = 60, 10 * 366 * 24 * 3600
+RELEASED_TEXT = "released: the worker shut down before the handler ended (no attempt used)"
 
 
 def _int(value: Any) -> int:
     return int(value) if value is not None else 0
+
+
+def _by_queue(jobs: Sequence[Job]) -> dict[str, list[int]]:
+    """The indexes of ``jobs``, grouped by queue (one script call per queue)."""
+    out: dict[str, list[int]] = {}
+    for index, j in enumerate(jobs):
+        out.setdefault(j.queue, []).append(index)
+    return out
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
@@ -83,8 +108,12 @@ class Broker:
         backoff_base_ms: int = DEFAULT_BACKOFF_BASE_MS,
         backoff_cap_ms: int = DEFAULT_BACKOFF_CAP_MS,
         visibility_ms: int = DEFAULT_VISIBILITY_MS,
+        dlq_max: int = DEFAULT_DLQ_MAX,
+        dlq_ttl_s: int = DEFAULT_DLQ_TTL_S,
         events: BrokerEvents | None = None,
     ) -> None:
+        """``dlq_max`` (1 to 10 million) and ``dlq_ttl_s`` (a minute to ten years)
+        bound each queue's DLQ: beyond them the oldest dead jobs are dropped."""
         self.io = io
         self.events: BrokerEvents = events or NoEvents()
         self.keys = Keyspace(prefix)
@@ -93,6 +122,8 @@ class Broker:
         self.backoff_base_ms = backoff_base_ms
         self.backoff_cap_ms = backoff_cap_ms
         self.visibility_ms = visibility_ms
+        self.dlq_max = _check_int("dlq_max", dlq_max, 1, DLQ_MAX_LIMIT)
+        self.dlq_ttl_s = _check_int("dlq_ttl_s", dlq_ttl_s, DLQ_TTL_MIN_S, DLQ_TTL_MAX_S)
 
     def _q(self, queue: str) -> QueueKeys:
         return self.keys.queue(validate_queue_name(queue))
@@ -113,10 +144,12 @@ class Broker:
         ready_at: datetime | None = None,
         idempotency_key: str | None = None,
         max_retries: int = jobmod.DEFAULT_MAX_RETRIES,
+        timeout_ms: int | None = None,
         job_id: str | None = None,
     ) -> EnqueueResult:
         """Add one job. A taken idempotency key returns ``duplicate=True`` and the
-        existing id, writing nothing. Raises :class:`InvalidInput` before any write."""
+        existing id, writing nothing. ``timeout_ms`` bounds each attempt (``None``:
+        the worker's default). Raises :class:`InvalidInput` before any write."""
         spec = self.spec(
             payload,
             priority=priority,
@@ -124,6 +157,7 @@ class Broker:
             ready_at=ready_at,
             idempotency_key=idempotency_key,
             max_retries=max_retries,
+            timeout_ms=timeout_ms,
             job_id=job_id,
         )
         (result,) = await self.enqueue_many(queue, [spec])
@@ -169,6 +203,7 @@ class Broker:
                         s.delay_ms,
                         "" if s.ready_at_ms is None else s.ready_at_ms,
                         s.idempotency_key,
+                        "" if s.timeout_ms is None else s.timeout_ms,
                     )
                 batch.script(script, keys, args)
 
@@ -205,10 +240,34 @@ class Broker:
         if code == 2:
             return Claim(paused=True)
         if code == 3:
-            return Claim(retry_after_ms=int(wait))
-        jobs = [Job.from_fields(values) for values in reply[2:]]
+            return Claim(retry_after_ms=max(1, int(wait)))
+        jobs: list[Job] = []
+        for values in reply[2:]:
+            try:
+                jobs.append(Job.from_fields(values))
+            except (ValueError, TypeError, UnicodeError) as exc:
+                await self._dead_letter_undecodable(queue, values, exc)
         self.events.count("claimed", queue, len(jobs))
         return Claim(jobs=jobs)
+
+    async def _dead_letter_undecodable(self, queue: str, values: Any, exc: Exception) -> None:
+        """A claimed job whose hash cannot be decoded (written by something else)
+        goes to the DLQ at once, with the reason: no handler could run it."""
+        job_id, lease = values[0], values[9]
+        if not isinstance(job_id, bytes) or not isinstance(lease, bytes):
+            return  # no id to name: the visibility deadline returns it to ready
+        stub = Job(
+            id=job_id.decode(errors="replace"),
+            queue=queue,
+            payload=b"",
+            state=JobState.INFLIGHT,
+            attempts=0,
+            max_retries=0,
+            priority=0,
+            created_at_ms=0,
+            lease=lease.decode(errors="replace"),
+        )
+        await self.nack(stub, f"undecodable job hash: {exc}", dead=True)
 
     async def ack(self, job: Job) -> bool:
         """Finish ``job``: True if it was still in flight under its lease."""
@@ -216,9 +275,7 @@ class Broker:
 
     async def ack_many(self, jobs: Sequence[Job]) -> list[bool]:
         """Ack several jobs in one round trip (grouped per queue); a bool per job."""
-        by_queue: dict[str, list[int]] = {}
-        for index, j in enumerate(jobs):
-            by_queue.setdefault(j.queue, []).append(index)
+        by_queue = _by_queue(jobs)
         script = self.io.script("ack")
 
         def build(batch: Batch) -> None:
@@ -250,7 +307,7 @@ class Broker:
         q = self._q(job.queue)
         reply = await self.io.eval(
             "nack",
-            [q.inflight, q.delayed, q.dlq, q.dead],
+            [q.inflight, q.delayed, q.dlq, q.dead, q.dlq_trimmed],
             [
                 q.base,
                 job.id,
@@ -260,12 +317,44 @@ class Broker:
                 self.backoff_cap_ms,
                 repr(random.random()),
                 "1" if dead else "0",
+                self.dlq_max,
+                self.dlq_ttl_s * 1000,
             ],
         )
         outcome = {1: "retry", 2: "dead"}.get(reply[0], "stale")
         if outcome != "stale":
             self.events.count("retried" if outcome == "retry" else "dead", job.queue)
+        self.events.count("dlq_trimmed", job.queue, int(reply[2]))
         return NackResult(outcome, int(reply[1]))
+
+    async def release(self, job: Job) -> bool:
+        """Give ``job`` back to ``ready`` without using up an attempt (its worker is
+        shutting down). True if it was still in flight under its lease."""
+        return (await self.release_many([job]))[0]
+
+    async def release_many(self, jobs: Sequence[Job], text: str = RELEASED_TEXT) -> list[bool]:
+        """:meth:`release` for several jobs in one round trip; a bool per job.
+        ``text`` becomes each released job's ``last_error``."""
+        by_queue = _by_queue(jobs)
+        script = self.io.script("release")
+
+        def build(batch: Batch) -> None:
+            for queue, indexes in by_queue.items():
+                q = self._q(queue)
+                args: list[Any] = [q.base, text[: jobmod.MAX_ERROR_TEXT]]
+                for index in indexes:
+                    args += (jobs[index].id, jobs[index].lease)
+                batch.script(script, [q.inflight, q.ready, q.wake], args)
+
+        out = [False] * len(jobs)
+        if not jobs:
+            return out
+        replies = await self.io.batch(build)
+        for (queue, indexes), reply in zip(by_queue.items(), replies, strict=True):
+            for index, flag in zip(indexes, reply, strict=True):
+                out[index] = flag == 1
+            self.events.count("released", queue, sum(out[i] for i in indexes))
+        return out
 
     async def extend(self, job: Job, visibility_ms: int | None = None) -> bool:
         """Heartbeat: push the deadline to now + visibility if still leased. Returns
@@ -277,9 +366,7 @@ class Broker:
     ) -> list[bool]:
         vis = self.visibility_ms if visibility_ms is None else visibility_ms
         _check_int("visibility_ms", vis, 1, MAX_VISIBILITY_MS)
-        by_queue: dict[str, list[int]] = {}
-        for index, j in enumerate(jobs):
-            by_queue.setdefault(j.queue, []).append(index)
+        by_queue = _by_queue(jobs)
         script = self.io.script("extend")
 
         def build(batch: Batch) -> None:
@@ -305,12 +392,15 @@ class Broker:
         """One pass: expired in-flight jobs back to ready, or to the DLQ when spent."""
         q = self._q(queue)
         _check_int("limit", limit, 1, 100_000)
-        requeued, dead = await self.io.eval(
-            "reap", [q.inflight, q.ready, q.dlq, q.dead, q.wake], [q.base, limit]
+        requeued, dead, trimmed = await self.io.eval(
+            "reap",
+            [q.inflight, q.ready, q.dlq, q.dead, q.wake, q.dlq_trimmed],
+            [q.base, limit, self.dlq_max, self.dlq_ttl_s * 1000],
         )
         self.events.count("reaped", queue, int(requeued) + int(dead))
         self.events.count("dead", queue, int(dead))
-        return ReapResult(int(requeued), int(dead))
+        self.events.count("dlq_trimmed", queue, int(trimmed))
+        return ReapResult(int(requeued), int(dead), int(trimmed))
 
     async def promote(self, queue: str, limit: int = SWEEP_LIMIT) -> int:
         """One pass: due delayed jobs to ready. Returns how many moved."""
@@ -454,29 +544,26 @@ class Broker:
             total += moved
         return total
 
-    # -- pause and rate limit ------------------------------------------------------
+    # -- pause, rate limit, delete -------------------------------------------------
+
+    async def _known(self, queue: str) -> QueueKeys:
+        """The keys of ``queue``; :class:`QueueNotFound` unless it is registered.
+        Only creating a job registers a queue: admin verbs never do."""
+        q = self._q(queue)
+        registry = self.keys.registry
+        if not await self.io.run(lambda client: client.sismember(registry, queue)):
+            raise QueueNotFound(queue)
+        return q
 
     async def pause(self, queue: str) -> None:
         """Stop claims from ``queue`` (enqueues go on) until :meth:`resume`."""
-        q = self._q(queue)
-        registry = self.keys.registry
-
-        def build(batch: Batch) -> None:
-            batch.command("SADD", registry, queue)
-            batch.command("SET", q.paused, "1")
-
-        await self.io.batch(build)
+        q = await self._known(queue)
+        await self.io.run(lambda client: client.set(q.paused, "1"))
 
     async def resume(self, queue: str) -> None:
         """Allow claims again, and wake idle workers."""
-        q = self._q(queue)
-
-        def build(batch: Batch) -> None:
-            batch.command("DEL", q.paused)
-            batch.command("LPUSH", q.wake, "1")
-            batch.command("LTRIM", q.wake, 0, 15)
-
-        await self.io.batch(build)
+        q = await self._known(queue)
+        await self.io.eval("resume", [q.paused, q.wake], [])
 
     async def wait_for_work(self, queue: str, block_seconds: float) -> bool:
         """Wait up to ``block_seconds`` (0.01-30) for a wake-up hint: jobs were made
@@ -486,11 +573,20 @@ class Broker:
         return await self.io.wait_hint(q.wake, block_seconds)
 
     async def set_rate_limit(self, queue: str, rate: float, burst: int) -> None:
-        """Every claimer of ``queue`` shares this token bucket; it starts full."""
-        q = self._q(queue)
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1e6:
-            raise InvalidInput("rate", f"must be a number in (0, 1000000], got {rate!r}")
-        _check_int("burst", burst, 1, 1_000_000)
+        """Every claimer of ``queue`` shares this token bucket; it starts full.
+
+        ``rate``: jobs per second, :data:`RATE_MIN` (about one a day) to
+        :data:`RATE_MAX`; ``burst``: 1 to :data:`BURST_MAX`."""
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, int | float)
+            or not RATE_MIN <= rate <= RATE_MAX
+        ):
+            raise InvalidInput(
+                "rate", f"must be a number from {RATE_MIN:g} to {RATE_MAX:g}, got {rate!r}"
+            )
+        _check_int("burst", burst, 1, BURST_MAX)
+        q = await self._known(queue)
 
         def go(client: Any) -> None:
             pipe = client.pipeline(transaction=True)
@@ -501,15 +597,54 @@ class Broker:
         await self.io.run(go)
 
     async def clear_rate_limit(self, queue: str) -> None:
-        q = self._q(queue)
+        q = await self._known(queue)
         await self.io.run(lambda client: client.delete(q.ratelimit))
 
     async def get_rate_limit(self, queue: str) -> RateLimit | None:
-        q = self._q(queue)
+        q = await self._known(queue)
         rate, burst = await self.io.run(lambda client: client.hmget(q.ratelimit, "rate", "burst"))
         if rate is None or burst is None:
             return None
         return RateLimit(float(rate), int(burst))
+
+    async def delete_queue(self, queue: str, *, force: bool = False) -> int:
+        """Delete ``queue``: its registry entry, its jobs and every key of it.
+
+        A queue that still holds jobs (ready, in flight, delayed or dead) raises
+        :class:`QueueNotEmpty` and is left as it was, unless ``force``; then its
+        jobs are deleted, 1000 per atomic step. Returns how many jobs went.
+        :class:`QueueNotFound` if it is not registered.
+
+        The registry entry goes first, so the hub stops showing the queue at
+        once; a refused delete puts it back. A job enqueued while a forced
+        delete runs may be deleted with the rest, or may re-register the queue.
+        Workers still serving the queue keep waiting for jobs; a handler's late
+        ack of a deleted job is refused as stale.
+        """
+        q = self._q(queue)
+        registry = self.keys.registry
+        if not await self.io.run(lambda client: client.srem(registry, queue)):
+            raise QueueNotFound(queue)
+        keys = list(q.all_fixed())  # ready, inflight, delayed, dlq come first
+        total = 0
+        try:
+            while True:
+                code, n = await self.io.eval(
+                    "queue_delete", keys, [q.base, "1" if force else "0", SWEEP_LIMIT]
+                )
+                if code == 0:
+                    raise QueueNotEmpty(queue, int(n))
+                total += int(n)
+                if code == 1:
+                    return total
+        except BaseException:
+            # refused, or stopped part-way: the queue (what is left of it) stays visible
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.io.run(lambda client: client.sadd(registry, queue))
+                except RelayError:
+                    pass  # Redis went away: the error being raised says so already
+            raise
 
     async def aclose(self) -> None:
         await self.io.aclose()

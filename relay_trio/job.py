@@ -30,6 +30,7 @@ MAX_IDEMPOTENCY_KEY_LEN = 256
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_DELAY_MS = 366 * 24 * 3600 * 1000  # a year and a day
 MAX_ERROR_TEXT = 4096
+MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000  # a week
 
 # Ready-set scores order by priority (higher first), then by enqueue sequence
 # (older first); ZPOPMIN takes the best. Both parts are integers below 2**53,
@@ -51,6 +52,7 @@ FIELDS = (
     "ready_at",
     "deadline",
     "dead_at",
+    "timeout_ms",
 )
 """The hash fields :meth:`Job.from_fields` decodes, in its order (the claim script's HMGET)."""
 
@@ -111,6 +113,13 @@ def validate_delay_ms(delay_ms: object) -> int:
     return _int_in_range("delay_ms", delay_ms, 0, MAX_DELAY_MS)
 
 
+def validate_timeout_ms(timeout_ms: object) -> int | None:
+    """``None`` (the worker's default applies) or 1 ms to a week."""
+    if timeout_ms is None:
+        return None
+    return _int_in_range("timeout_ms", timeout_ms, 1, MAX_TIMEOUT_MS)
+
+
 def validate_idempotency_key(key: object) -> str:
     """Return the key; ``""`` means none. Control characters are refused."""
     if key is None:
@@ -163,9 +172,13 @@ class JobSpec:
     delay_ms: int = 0
     ready_at_ms: int | None = None
     idempotency_key: str = ""
+    timeout_ms: int | None = None
+    """How long one attempt may run before the worker cancels it; ``None``: the
+    worker's default for the queue."""
 
     def __post_init__(self) -> None:
         validate_job_id(self.id)
+        validate_timeout_ms(self.timeout_ms)
         if not isinstance(self.payload, bytes):
             raise InvalidInput("payload", f"must be bytes, got {type(self.payload).__name__}")
         validate_priority(self.priority)
@@ -186,6 +199,7 @@ class JobSpec:
         delay_ms: object = 0,
         ready_at: datetime | None = None,
         idempotency_key: object = None,
+        timeout_ms: object = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         job_id: str | None = None,
     ) -> JobSpec:
@@ -209,6 +223,7 @@ class JobSpec:
             delay_ms=validate_delay_ms(0 if delay_ms is None else delay_ms),
             ready_at_ms=ready_at_ms,
             idempotency_key=validate_idempotency_key(idempotency_key),
+            timeout_ms=validate_timeout_ms(timeout_ms),
         )
 
 
@@ -235,6 +250,8 @@ class Job:
     ready_at_ms: int | None = None
     deadline_ms: int | None = None
     dead_at_ms: int | None = None
+    timeout_ms: int | None = None
+    """Set at enqueue: how long one attempt may run (``None``: the worker's default)."""
 
     @property
     def created_at(self) -> datetime:
@@ -269,6 +286,7 @@ class Job:
             ready_at_ms=optional_int("ready_at"),
             deadline_ms=optional_int("deadline"),
             dead_at_ms=optional_int("dead_at"),
+            timeout_ms=optional_int("timeout_ms"),
         )
 
     @classmethod
@@ -297,6 +315,7 @@ class Job:
             ready_at,
             deadline,
             dead_at,
+            timeout_ms,
         ) = values
         job = _new(cls)
         _set_id(job, id_.decode("utf-8", "replace") if id_ else "")
@@ -315,6 +334,7 @@ class Job:
         _set_ready_at_ms(job, int(ready_at) if ready_at or ready_at == 0 else None)
         _set_deadline_ms(job, int(deadline) if deadline or deadline == 0 else None)
         _set_dead_at_ms(job, int(dead_at) if dead_at or dead_at == 0 else None)
+        _set_timeout_ms(job, int(timeout_ms) if timeout_ms else None)
         return job
 
     def to_dict(self) -> dict[str, object]:
@@ -330,6 +350,7 @@ class Job:
             "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
             "idempotency_key": self.idempotency_key,
             "last_error": self.last_error,
+            "timeout_ms": self.timeout_ms,
         }
 
 
@@ -357,4 +378,5 @@ _new = object.__new__
     _set_ready_at_ms,
     _set_deadline_ms,
     _set_dead_at_ms,
+    _set_timeout_ms,
 ) = (Job.__dict__[f.name].__set__ for f in dataclasses.fields(Job))

@@ -20,15 +20,33 @@ key                       type    content
 ``P:{q}:ratelimit``       hash    token bucket: rate, burst, tokens, ts
 ``P:{q}:paused``          string  present while the queue is paused
 ``P:{q}:wake``            list    wake-up hints for idle workers (at most 16)
+``P:{q}:dlq_trimmed``     int     lifetime dead jobs dropped by the DLQ's cap or TTL
 ``P:queues``              set     registry of queue names
 ========================  ======  ==========================================
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from ._errors import InvalidInput
+
 DEFAULT_PREFIX = "relay"
+PREFIX_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+"""A prefix: 1-64 characters of ``A-Z a-z 0-9 . _ : -``. Braces are refused: a
+``{`` in the prefix would become the Cluster hash tag of every key, putting
+every queue into one slot."""
+
+
+def validate_prefix(prefix: object) -> str:
+    if not isinstance(prefix, str) or not PREFIX_RE.fullmatch(prefix):
+        raise InvalidInput(
+            "prefix",
+            f"{prefix!r} is not a key prefix: use 1-64 characters of A-Z a-z 0-9 . _ : - "
+            "(no braces: they would put every queue into one Redis Cluster slot)",
+        )
+    return prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +95,26 @@ class QueueKeys:
     def wake(self) -> str:
         return self.base + "wake"
 
+    @property
+    def dlq_trimmed(self) -> str:
+        return self.base + "dlq_trimmed"
+
+    def all_fixed(self) -> tuple[str, ...]:
+        """Every key of the queue except job and dedup keys (for deleting a queue)."""
+        return (
+            self.ready,
+            self.inflight,
+            self.delayed,
+            self.dlq,
+            self.processed,
+            self.dead,
+            self.seq,
+            self.ratelimit,
+            self.paused,
+            self.wake,
+            self.dlq_trimmed,
+        )
+
     def job(self, job_id: str) -> str:
         return self.base + "job:" + job_id
 
@@ -89,6 +127,9 @@ class Keyspace:
     """Builds keys under one prefix (default ``relay``)."""
 
     prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        validate_prefix(self.prefix)
 
     @property
     def registry(self) -> str:

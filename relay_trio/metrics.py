@@ -23,6 +23,8 @@ BROKER_EVENTS = (
     "dead",
     "reaped",
     "promoted",
+    "released",
+    "dlq_trimmed",
 )
 DEPTH_STATES = ("ready", "inflight", "delayed", "dlq")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

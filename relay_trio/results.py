@@ -44,6 +44,8 @@ class NackResult:
 class ReapResult:
     requeued: int = 0
     dead: int = 0
+    dlq_trimmed: int = 0
+    """Dead jobs dropped in the same pass by the DLQ's cap or TTL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ class BrokerEvents(Protocol):
     """What the broker reports after each operation (e.g. to Prometheus metrics).
 
     ``event`` is one of enqueued, deduplicated, claimed, processed, retried,
-    dead, reaped, promoted. Called on the Trio thread; must not block.
+    dead, reaped, promoted, released, dlq_trimmed. Called on the Trio thread; must not block.
     """
 
     def count(self, event: str, queue: str, n: int = 1) -> None: ...

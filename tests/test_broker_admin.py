@@ -15,6 +15,7 @@ from relay_trio._errors import (
     DuplicateJob,
     InvalidInput,
     JobNotFound,
+    QueueNotFound,
     RedisUnavailable,
     RelayError,
 )
@@ -309,6 +310,7 @@ async def test_dedup_inside_one_batch(broker: Broker) -> None:
 
 
 async def test_rate_limit_round_trip(broker: Broker, rdb: redis.Redis) -> None:
+    await fill(broker, "rl", 1)  # only a job registers a queue
     assert await broker.get_rate_limit("rl") is None
     await broker.set_rate_limit("rl", 2.5, 10)
     assert await broker.get_rate_limit("rl") == RateLimit(2.5, 10)
@@ -370,6 +372,8 @@ async def test_rate_limit_concurrent_claims_respect_burst(broker: Broker) -> Non
 
 
 async def test_rate_limit_token_only_for_popped_job(broker: Broker) -> None:
+    await fill(broker, "rl", 1)
+    assert len((await broker.claim("rl", 5)).jobs) == 1  # no limit yet
     await broker.set_rate_limit("rl", 0.001, 3)
     for _ in range(10):
         claim = await broker.claim("rl", 5)
@@ -391,10 +395,12 @@ async def test_rate_limit_cleared_lifts_limit(broker: Broker) -> None:
 
 
 async def test_pause_and_resume(broker: Broker) -> None:
-    await broker.pause("pq")
-    assert await broker.queues() == ["pq"]  # registered by pause alone
+    with pytest.raises(QueueNotFound):
+        await broker.pause("pq")  # only a job registers a queue
+    assert await broker.queues() == []
     r = await broker.enqueue("pq", "x")
     assert r.state is JobState.READY
+    await broker.pause("pq")
     claim = await broker.claim("pq", 5)
     assert claim == Claim(paused=True)
     stats = await broker.stats("pq")
@@ -559,6 +565,7 @@ async def test_snapshot_and_stats_many(broker: Broker) -> None:
     await fill(broker, "zeta", 3)
     await fill(broker, "alpha", 1)
     await fill(broker, "Mid.q", 2, delay_ms=60_000)
+    await fill(broker, "beta", 1)
     await broker.pause("beta")
     (job,) = (await broker.claim("alpha")).jobs
     await broker.ack(job)
@@ -571,7 +578,7 @@ async def test_snapshot_and_stats_many(broker: Broker) -> None:
     assert by_name["zeta"] == QueueStats("zeta", 3, 0, 0, 0, 0, 0, False)
     assert by_name["alpha"] == QueueStats("alpha", 0, 0, 0, 0, 1, 0, False)
     assert by_name["Mid.q"] == QueueStats("Mid.q", 0, 0, 2, 0, 0, 0, False)
-    assert by_name["beta"] == QueueStats("beta", 0, 0, 0, 0, 0, 0, True)
+    assert by_name["beta"] == QueueStats("beta", 1, 0, 0, 0, 0, 0, True)
 
     many = await broker.stats_many(["zeta", "alpha", "nope"])
     assert [s.queue for s in many] == ["zeta", "alpha", "nope"]

@@ -365,6 +365,7 @@ def test_job_to_dict() -> None:
         "created_at": "2023-11-14T22:13:20.123000Z",
         "idempotency_key": "order-1",
         "last_error": "boom",
+        "timeout_ms": None,
     }
     created = d["created_at"]
     assert isinstance(created, str)

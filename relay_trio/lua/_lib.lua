@@ -30,3 +30,52 @@ local function in_chunks(list, fn)
     fn(unpack(list, i, math.min(i + 999, #list)))
   end
 end
+
+-- Checks that run before a script's first write, so that a script that fails
+-- leaves Redis exactly as it found it. A key of another type (written by
+-- something else) fails the script with WRONGTYPE, naming the key.
+local function key_type(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+local function expect(key, kind)
+  local t = key_type(key)
+  if t ~= 'none' and t ~= kind then
+    error('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. kind, 0)
+  end
+  return t
+end
+
+-- a counter: absent, or a string holding an integer
+local function expect_counter(key)
+  if expect(key, 'string') == 'string' then
+    local v = redis.call('GET', key)
+    if not string.match(v, '^%-?%d+$') or string.len(v) > 18 then
+      error('ERR ' .. key .. ' holds ' .. string.format('%q', string.sub(v, 1, 40)) ..
+        ', not a counter', 0)
+    end
+  end
+end
+
+-- Bounded retention of the dead-letter list: drop the oldest dead jobs (and
+-- their hashes) while the list is longer than max_len, then those that died
+-- before cutoff_ms; at most 1000 per call. An entry whose hash is gone or
+-- unreadable is dropped as well. Adds the count to the trimmed counter; returns it.
+-- (Runs after the checks above: its reads cannot fail.)
+local function trim_dlq(base, dlq, trimmed_key, max_len, cutoff_ms)
+  local over = redis.call('LLEN', dlq) - max_len
+  local trimmed = 0
+  while trimmed < 1000 do
+    local id = redis.call('LINDEX', dlq, 0)
+    if not id then break end
+    if trimmed >= over then
+      local at = redis.pcall('HGET', base .. 'job:' .. id, 'dead_at')
+      if type(at) == 'string' and tonumber(at) and tonumber(at) >= cutoff_ms then break end
+    end
+    redis.call('LPOP', dlq)
+    redis.call('DEL', base .. 'job:' .. id)
+    trimmed = trimmed + 1
+  end
+  if trimmed > 0 then redis.call('INCRBY', trimmed_key, trimmed) end
+  return trimmed
+end

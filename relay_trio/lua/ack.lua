@@ -3,7 +3,10 @@
 -- ARGV[1] queue key base   ARGV[2..] pairs: id, lease
 -- Returns one entry per pair: 1 = acked (hash deleted, processed+1),
 --   0 = stale (the lease no longer matches: reaped, re-claimed or finished;
---   or the pair came earlier in this call). The ZREM and DEL go in chunks at the end.
+--   or the pair came earlier in this call). The ZREM and DEL go in chunks at the end,
+--   after every read and check.
+expect(KEYS[1], 'zset')
+expect_counter(KEYS[2])
 local base = ARGV[1]
 local out, ids, hashes, done = {}, {}, {}, {}
 for i = 2, #ARGV, 2 do

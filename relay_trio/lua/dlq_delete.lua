@@ -3,6 +3,7 @@
 -- ARGV[1] queue key base   ARGV[2] mode: "one" or "all"
 -- ARGV[3] the id (mode "one"), or at most this many jobs from the head (mode "all")
 -- Returns the number of jobs deleted (0 for mode "one": the id is not in the DLQ).
+expect(KEYS[1], 'list')
 local base = ARGV[1]
 local ids
 if ARGV[2] == 'one' then

@@ -1,18 +1,38 @@
 -- enqueue: add one or more jobs to a queue; each job is all-or-nothing.
 -- KEYS[1] ready zset     KEYS[2] delayed zset     KEYS[3] seq counter   KEYS[4] wake list
 -- ARGV[1] queue key base ("P:{q}:")   ARGV[2] queue name   ARGV[3] dedup TTL (s)
--- ARGV[4..] 7 fields per job: id, payload, priority, max_retries, delay_ms,
---           ready_at_ms ("" = use delay_ms), idempotency_key ("" = none)
+-- ARGV[4..] 8 fields per job: id, payload, priority, max_retries, delay_ms,
+--           ready_at_ms ("" = use delay_ms), idempotency_key ("" = none),
+--           timeout_ms ("" = the worker's default)
 -- Returns a flat list, 3 entries per job: code, id, state
 --   code 1 = ready, 2 = delayed, 0 = duplicate: id is the job that holds the
 --   idempotency key (or already has this id), state its state ("" once it is
 --   gone: acked or deleted); nothing is written for a duplicate.
+-- Every key's type is checked before the first write: a key of another type
+-- fails the whole call with nothing written.
 local base, queue, ttl = ARGV[1], ARGV[2], ARGV[3]
+local W = 8
+expect(KEYS[1], 'zset')
+expect(KEYS[2], 'zset')
+expect_counter(KEYS[3])
+expect(KEYS[4], 'list')
+for o = 4, #ARGV, W do
+  expect(base .. 'job:' .. ARGV[o], 'hash')
+  local ikey = ARGV[o + 6]
+  if ikey ~= '' then
+    local dk = base .. 'dedup:' .. ikey
+    if expect(dk, 'string') == 'string' then
+      expect(base .. 'job:' .. redis.call('GET', dk), 'hash')
+    end
+  end
+end
+
 local now = now_ms()
 local out, readied = {}, 0
-for o = 4, #ARGV, 7 do
+for o = 4, #ARGV, W do
   local id, payload, prio, maxr = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3]
   local delay, ready_at, ikey = tonumber(ARGV[o + 4]), ARGV[o + 5], ARGV[o + 6]
+  local timeout = ARGV[o + 7]
   local jk = base .. 'job:' .. id
   local dup = nil
   if redis.call('EXISTS', jk) == 1 then
@@ -36,6 +56,7 @@ for o = 4, #ARGV, 7 do
     redis.call('HSET', jk, 'id', id, 'queue', queue, 'payload', payload, 'state', state,
       'attempts', 0, 'max_retries', maxr, 'priority', prio, 'created_at', now,
       'idempotency_key', ikey, 'seq', seq)
+    if timeout ~= '' then redis.call('HSET', jk, 'timeout_ms', timeout) end
     if state == 'delayed' then
       redis.call('HSET', jk, 'ready_at', string.format('%.0f', due))
       redis.call('ZADD', KEYS[2], string.format('%.0f', due), id)

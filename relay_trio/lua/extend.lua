@@ -3,20 +3,21 @@
 -- KEYS[1] inflight zset
 -- ARGV[1] queue key base   ARGV[2] visibility (ms)   ARGV[3..] pairs: id, lease
 -- Returns one entry per pair: the new deadline (ms), or 0 when the lease is stale.
+-- Every pair is read before the first write.
+expect(KEYS[1], 'zset')
 local base = ARGV[1]
 local now = now_ms()
 local deadline = now + tonumber(ARGV[2])
-local out = {}
+local out, live = {}, {}
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
-  local jk = base .. 'job:' .. id
-  local cur = redis.call('HMGET', jk, 'state', 'lease')
-  if cur[1] == 'inflight' and cur[2] == ARGV[i + 1] and redis.call('ZSCORE', KEYS[1], id) then
-    redis.call('ZADD', KEYS[1], 'XX', deadline, id)
-    redis.call('HSET', jk, 'deadline', deadline)
-    out[#out + 1] = deadline
-  else
-    out[#out + 1] = 0
-  end
+  local cur = redis.call('HMGET', base .. 'job:' .. id, 'state', 'lease')
+  local ok = cur[1] == 'inflight' and cur[2] == ARGV[i + 1] and redis.call('ZSCORE', KEYS[1], id)
+  out[#out + 1] = ok and deadline or 0
+  if ok then live[#live + 1] = id end
+end
+for _, id in ipairs(live) do
+  redis.call('ZADD', KEYS[1], 'XX', deadline, id)
+  redis.call('HSET', base .. 'job:' .. id, 'deadline', deadline)
 end
 return out

@@ -1,33 +1,46 @@
 -- reap: in-flight jobs whose visibility deadline passed go back to ready with
 -- their priority (attempts unchanged), or to the DLQ when their attempts are spent.
+-- Then the DLQ's TTL and cap are applied (oldest first), so retention holds
+-- even when nothing new dies.
 -- KEYS[1] inflight zset   KEYS[2] ready zset   KEYS[3] dlq list   KEYS[4] dead counter
--- KEYS[5] wake list
+-- KEYS[5] wake list       KEYS[6] dlq-trimmed counter
 -- ARGV[1] queue key base   ARGV[2] at most this many jobs per call
--- Returns {requeued, dead_lettered}.
+-- ARGV[3] DLQ cap (jobs)   ARGV[4] DLQ TTL (ms)
+-- Returns {requeued, dead_lettered, dlq_trimmed}. Every job is read before the first write.
+expect(KEYS[1], 'zset')
+expect(KEYS[2], 'zset')
+expect(KEYS[3], 'list')
+expect_counter(KEYS[4])
+expect(KEYS[5], 'list')
+expect_counter(KEYS[6])
 local base = ARGV[1]
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local jobs = {}
+for i, id in ipairs(ids) do
+  jobs[i] = redis.call('HMGET', base .. 'job:' .. id, 'attempts', 'max_retries', 'priority', 'seq')
+end
 local requeued, dead = 0, 0
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  local jk = base .. 'job:' .. id
-  local j = redis.call('HMGET', jk, 'attempts', 'max_retries', 'priority', 'seq')
+in_chunks(ids, function(...) redis.call('ZREM', KEYS[1], ...) end)
+for i, id in ipairs(ids) do
+  local jk, j = base .. 'job:' .. id, jobs[i]
   if j[1] then
-    local attempts = tonumber(j[1])
+    local attempts = tonumber(j[1]) or 0
     local err = 'visibility timeout expired on attempt ' .. attempts
-    if attempts >= tonumber(j[2]) then
+    if attempts >= (tonumber(j[2]) or 0) then
       redis.call('HSET', jk, 'state', 'dead', 'lease', '', 'last_error', err, 'dead_at', now)
       redis.call('HDEL', jk, 'deadline')
       redis.call('RPUSH', KEYS[3], id)
-      redis.call('INCR', KEYS[4])
       dead = dead + 1
     else
       redis.call('HSET', jk, 'state', 'ready', 'lease', '', 'last_error', err)
       redis.call('HDEL', jk, 'deadline')
-      redis.call('ZADD', KEYS[2], ready_score(j[3], j[4]), id)
+      redis.call('ZADD', KEYS[2], ready_score(j[3] or 0, j[4] or 0), id)
       requeued = requeued + 1
     end
   end
 end
+if dead > 0 then redis.call('INCRBY', KEYS[4], dead) end
 hint(KEYS[5], requeued)
-return {requeued, dead}
+local trimmed = trim_dlq(base, KEYS[3], KEYS[6], tonumber(ARGV[3]), now - tonumber(ARGV[4]))
+return {requeued, dead, trimmed}
