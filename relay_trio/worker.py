@@ -6,34 +6,57 @@ concurrency limit. Its tasks, all in the nursery of :meth:`Worker.serve`:
 * a **claim loop** per queue: claims up to its free capacity in one call
   (batched), hands the jobs to the queue's runners, and when the queue is empty
   waits for a wake-up hint (a blocking pop that takes hints, never jobs) or its
-  ``idle_wait``; a paused or rate-limited queue is retried later;
+  ``idle_wait``; a paused queue is retried later, a rate-limited one after the
+  bucket's wait, re-checked at least every second (so a cleared or raised limit
+  is noticed within a second);
 * **runners**: long-lived tasks, at most ``concurrency`` per queue, each running
   one claimed job after another; a job never waits for another job's handler,
   only for a runner to be scheduled. An async handler is awaited; a plain
-  function runs in a thread. Return → the job goes to the acker; raise → nack
-  with the error text (retry with backoff, or the DLQ). A handler that raises
-  never stops the worker;
-* the **acker**: acks finished jobs in batches, one round trip per batch;
-* the **heartbeat**: every visibility/3, extends every running job's lease in
-  one round trip;
+  function runs in a thread. Return → the job goes to the finisher; raise →
+  nack with the error text (retry with backoff, or the DLQ);
+* the **finisher**: acks finished jobs, and releases jobs given back at
+  shutdown, in batches of one round trip; a batch that fails is retried until
+  it lands (or the shutdown deadline passes), and those jobs' leases are kept
+  alive meanwhile;
+* the **heartbeat**: every visibility/3, extends the lease of every job this
+  worker holds (running, or waiting to be acked or released) in one round trip
+  — except a job past its timeout;
 * **reaper** (every 5 s) and **promoter** (every 1 s) passes per queue, each
   repeated at once while it still moves a full batch.
 
-Shutdown (:meth:`Worker.stop`, or cancelling nothing but calling stop from a
-signal handler): claiming stops at once (jobs a claim already took still run);
-running handlers get ``grace_period`` seconds to finish; what still runs then,
-or was claimed but not started, is cancelled and nacked (its error text says
-so); finished jobs are acked; then ``serve`` returns. Nothing is lost: a
-job is always in ready, inflight, delayed or the DLQ, or acked. If ``serve``
-itself is cancelled (or the process dies), running jobs stay in flight under
-their lease and the reaper of any worker returns them to ``ready`` once their
-visibility deadline passes.
+**The worker never dies of a job.** Whatever a handler raises (any exception,
+``SystemExit`` and ``KeyboardInterrupt`` included) is a failed attempt: the job
+is nacked with the error text. Only cancellation propagates. A job this worker
+already holds that a claim returns again (its lease ran out during a stall and
+a reaper gave it back) is not run twice: the running attempt adopts the new
+lease. Errors of Redis, or of the worker's own loops, are logged and retried.
+
+**Timeouts.** Each attempt may run for the job's ``timeout_ms`` (set at
+enqueue), else the queue's :attr:`QueueHandler.timeout`, else without limit. At
+the timeout an async handler is cancelled and the job nacked with ``timed out
+after …``. The heartbeat never extends a job past its timeout, so a handler
+that cannot be cancelled (a thread) gives its job back through the reaper once
+its lease runs out; its slot stays taken until the thread returns.
+
+**Shutdown** (:meth:`Worker.stop`, or a signal handler calling it): claiming
+stops at once (jobs a claim already took still run); running handlers get
+``grace_period`` seconds to finish; what still runs then, or was claimed but
+not started, is cancelled and **released**: back to ``ready`` with its attempt
+count as it was before the claim (``last_error`` says it was released), so a
+deploy never uses up a job's retries. Finished jobs are acked; then ``serve``
+returns. Nothing is lost: a job is always in ready, inflight, delayed or the
+DLQ, or acked. If ``serve`` itself is cancelled (or the process dies), what
+could not be released or acked within a second stays in flight under its lease,
+and the reaper of any worker returns it to ``ready`` once its deadline passes.
+A thread handler that is still running at the end is abandoned (it finishes in
+the background, or dies with the process); its job was released.
 """
 
 from __future__ import annotations
 
 import collections
 import inspect
+import itertools
 import logging
 import math
 import traceback
@@ -51,21 +74,31 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Job], Awaitable[Any]] | Callable[[Job], Any]
 
-CANCELLED_TEXT = "cancelled: the worker shut down before the handler ended"
+RATE_LIMIT_RECHECK = 1.0
+"""Longest sleep of a rate-limited claim loop before it asks again."""
+
+
+MAX_CONCURRENCY = 10_000
+MAX_JOB_TIMEOUT = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
 class QueueHandler:
-    """``handler`` runs each job of ``queue``, at most ``concurrency`` at a time."""
+    """``handler`` runs each job of ``queue``, at most ``concurrency`` (1-10 000) at
+    a time. ``timeout`` (seconds, up to a week; ``None`` = none) bounds each
+    attempt of a job that was enqueued without a ``timeout_ms`` of its own."""
 
     queue: str
     handler: Handler
     concurrency: int = 10
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         validate_queue_name(self.queue)
-        if not 1 <= self.concurrency <= 10_000:
-            raise ValueError(f"concurrency must be 1-10000, got {self.concurrency}")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be 1-{MAX_CONCURRENCY}, got {self.concurrency}")
+        if self.timeout is not None and not 0 < self.timeout <= MAX_JOB_TIMEOUT:
+            raise ValueError(f"timeout must be in (0, {MAX_JOB_TIMEOUT:g}] s, got {self.timeout}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +113,7 @@ class WorkerConfig:
     """Most jobs claimed in one call."""
     max_ack_batch: int = 500
     error_retry_delay: float = 1.0
-    """Pause before a claim loop retries after Redis failed."""
+    """Pause before a loop retries after Redis failed."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -96,6 +129,24 @@ class WorkerConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"WorkerConfig: out of range: {', '.join(bad)}")
+
+
+class _Run:
+    """One job this worker runs: its current claim (``job``, whose lease a later
+    claim of the same job replaces), its lane and its timeout."""
+
+    __slots__ = ("job", "lane", "timeout", "timeout_at")
+
+    def __init__(self, job: Job, lane: _Lane) -> None:
+        self.job = job
+        self.lane = lane
+        self.timeout = job.timeout_ms / 1000 if job.timeout_ms else lane.handler.timeout
+        self.timeout_at = math.inf
+
+    def start(self) -> None:
+        """The attempt's clock starts (when a runner takes the job)."""
+        if self.timeout is not None:
+            self.timeout_at = trio.current_time() + self.timeout
 
 
 class _Lane:
@@ -124,9 +175,15 @@ class WorkerStats:
     claimed: int = 0
     succeeded: int = 0
     failed: int = 0
+    """Attempts that raised (any exception) or timed out: nacked."""
+    timed_out: int = 0
     cancelled: int = 0
+    """Attempts cancelled by the shutdown: released."""
+    released: int = 0
     acked: int = 0
     stale_acks: int = 0
+    reclaimed: int = 0
+    """Claims that returned a job this worker already held: the new lease was adopted."""
     running: dict[str, int] = field(default_factory=dict)
 
 
@@ -147,11 +204,16 @@ class Worker:
         self.handlers = list(handlers)
         self.config = config or WorkerConfig()
         self.stats = WorkerStats(running={h.queue: 0 for h in handlers})
-        self._running: dict[str, Job] = {}
+        self._running: dict[str, _Run] = {}
+        # finished (to ack) or given back (to release), not yet confirmed by Redis;
+        # a later claim of the same job replaces the entry with its new lease
+        self._to_ack: dict[str, Job] = {}
+        self._to_release: dict[str, Job] = {}
+        self._finisher_wake = trio.Event()
+        self._finishing_closed = False
         self._stopping = trio.Event()
         self._drained = trio.Event()
-        self._acks_done = trio.Event()
-        self._ack_send, self._ack_recv = trio.open_memory_channel[Job](math.inf)
+        self._finisher_done = trio.Event()
 
     def stop(self) -> None:
         """Begin a graceful shutdown (safe to call more than once, from a Trio task)."""
@@ -164,31 +226,38 @@ class Worker:
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Work until :meth:`stop`, then shut down gracefully and return."""
         self.broker.io.reserve_waiters(len(self.handlers))
-        async with trio.open_nursery() as service:
-            service.start_soon(self._acker)
-            service.start_soon(self._heartbeat)
-            for h in self.handlers:
-                service.start_soon(self._maintain, h.queue, "promote", self.config.promote_interval)
-                service.start_soon(self._maintain, h.queue, "reap", self.config.reap_interval)
-            async with trio.open_nursery() as jobs:
-                # claimed jobs that no runner took yet when this is cancelled are
-                # still taken, each by a runner of its own (see ``_runner``), and
-                # nacked when their handler sees the cancel
-                lanes = [_Lane(h, jobs) for h in self.handlers]
-                async with trio.open_nursery() as claimers:
-                    for lane in lanes:
-                        claimers.start_soon(self._claim_loop, lane)
-                    task_status.started()
-                    await self._stopping.wait()
-                    claimers.cancel_scope.cancel()
-                if self._running:
-                    with trio.move_on_after(self.config.grace_period):
-                        await self._drained.wait()
-                jobs.cancel_scope.cancel()
-            self._ack_send.close()  # the acker drains what is left, then ends
-            with trio.move_on_after(self.config.grace_period):
-                await self._acks_done.wait()
-            service.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as service:
+                service.start_soon(self._finisher)
+                service.start_soon(self._heartbeat)
+                for h in self.handlers:
+                    service.start_soon(
+                        self._maintain, h.queue, "promote", self.config.promote_interval
+                    )
+                    service.start_soon(self._maintain, h.queue, "reap", self.config.reap_interval)
+                async with trio.open_nursery() as jobs:
+                    lanes = [_Lane(h, jobs) for h in self.handlers]
+                    async with trio.open_nursery() as claimers:
+                        for lane in lanes:
+                            claimers.start_soon(self._claim_loop, lane)
+                        task_status.started()
+                        await self._stopping.wait()
+                        claimers.cancel_scope.cancel()
+                    if self._running:
+                        with trio.move_on_after(self.config.grace_period):
+                            await self._drained.wait()
+                    # what still runs (or waits in ``pending``, taken by a spare
+                    # runner whose handler sees the cancel at once) is released
+                    jobs.cancel_scope.cancel()
+                self._finishing_closed = True  # the finisher drains what is left, then ends
+                self._finisher_wake.set()
+                with trio.move_on_after(self.config.grace_period):
+                    await self._finisher_done.wait()
+                service.cancel_scope.cancel()
+        finally:
+            if self._to_ack or self._to_release:  # cancelled from outside: one last try
+                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                    await self._finish_batch()
 
     # -- claiming and running ------------------------------------------------------
 
@@ -210,7 +279,7 @@ class Worker:
                     claim = await self.broker.claim(
                         h.queue, want, visibility_ms=self.config.visibility_ms
                     )
-            except RelayError as exc:
+            except Exception as exc:  # RelayError, or anything a foreign key causes
                 for _ in range(want):
                     slots.release()
                 log.warning("claim from %r failed: %s", h.queue, exc)
@@ -220,19 +289,37 @@ class Worker:
                 slots.release()
             self.stats.claimed += len(claim.jobs)
             for job in claim.jobs:
-                self._running[job.id] = job
+                if self._adopt(job):
+                    slots.release()
+                    continue
+                self._running[job.id] = _Run(job, lane)
                 self.stats.running[h.queue] += 1
-            lane.pending.extend(claim.jobs)
+                lane.pending.append(job)
             if lane.pending and not lane.spares:
                 self._wake_runner(lane)
             if claim.jobs:
                 continue
-            if claim.paused:
+            if claim.retry_after_ms:
+                await trio.sleep(min(claim.retry_after_ms / 1000, RATE_LIMIT_RECHECK))
+            else:  # empty, or paused
                 await self._idle(h.queue, self.config.idle_wait)
-            elif claim.retry_after_ms:
-                await trio.sleep(claim.retry_after_ms / 1000)
-            else:
-                await self._idle(h.queue, self.config.idle_wait)
+
+    def _adopt(self, job: Job) -> bool:
+        """A claim returned a job this worker still holds (its lease ran out during
+        a stall and a reaper gave it back): keep the one attempt under the new
+        lease instead of running the job twice. True if adopted."""
+        run = self._running.get(job.id)
+        if run is not None:
+            run.job = job
+        elif job.id in self._to_ack:
+            self._to_ack[job.id] = job
+        elif job.id in self._to_release:
+            self._to_release[job.id] = job
+        else:
+            return False
+        self.stats.reclaimed += 1
+        log.warning("job %s was claimed again while this worker held it: new lease adopted", job.id)
+        return True
 
     async def _idle(self, queue: str, seconds: float) -> None:
         try:
@@ -254,8 +341,8 @@ class Worker:
 
         Before it starts a job, a runner makes sure that a spare is awake if more
         jobs wait, since this job's handler may block. Cancelled, it ends: its
-        handler is nacked by :meth:`_run`, and a job still pending is taken by
-        the spare it woke, whose handler is cancelled and nacked in turn.
+        job is released by :meth:`_run`, and a job still pending is taken by
+        the spare it woke, whose handler is cancelled and released in turn.
         """
         me = trio.lowlevel.current_task()
         pending = lane.pending
@@ -270,77 +357,120 @@ class Worker:
                 job = pending.popleft()
                 if pending and not lane.spares:
                     self._wake_runner(lane)
-                await self._run(lane, job)
+                run = self._running[job.id]
+                run.start()
+                await self._run(run)
             lane.idle.add(me)
             await trio.lowlevel.wait_task_rescheduled(abort)
 
-    async def _run(self, lane: _Lane, job: Job) -> None:
-        h = lane.handler
+    async def _run(self, run: _Run) -> None:
+        """One attempt. Every outcome but cancellation is handled here: return →
+        ack; raise anything (or time out) → nack; cancelled → release, re-raise."""
+        lane = run.lane
+        handler = lane.handler.handler
+        error: str | None = None
         try:
             if lane.is_async:
-                await h.handler(job)
+                with trio.CancelScope(deadline=run.timeout_at) as scope:
+                    await handler(run.job)
+                if scope.cancelled_caught:
+                    self.stats.timed_out += 1
+                    error = f"timed out after {run.timeout:g} s"
             else:
-                await trio.to_thread.run_sync(h.handler, job, abandon_on_cancel=True)
-        except trio.Cancelled:
-            self.stats.cancelled += 1
-            with trio.CancelScope(shield=True):
-                await self._nack(job, CANCELLED_TEXT)
-            raise
-        except Exception as exc:
-            self.stats.failed += 1
-            await self._nack(job, _error_text(exc))
-        else:
-            self.stats.succeeded += 1
-            self._ack_send.send_nowait(job)
+                await trio.to_thread.run_sync(handler, run.job, abandon_on_cancel=True)
+        except BaseException as exc:
+            cancelled = _cancelled_part(exc)
+            if cancelled is not None:  # the worker is shutting down (or cancelled)
+                self.stats.cancelled += 1
+                self._to_release[run.job.id] = run.job
+                self._finisher_wake.set()
+                self._finished(run)
+                raise cancelled from None
+            error = _error_text(exc)
+        try:
+            if error is None:
+                self.stats.succeeded += 1
+                self._to_ack[run.job.id] = run.job
+                self._finisher_wake.set()
+            else:
+                self.stats.failed += 1
+                lease = run.job.lease
+                await self._nack(run.job, error)
+                if run.job.lease != lease:  # claimed again while the nack ran
+                    self._to_release[run.job.id] = run.job
+                    self._finisher_wake.set()
         finally:
-            self._finished(lane, job)
+            self._finished(run)
 
-    def _finished(self, lane: _Lane, job: Job) -> None:
-        del self._running[job.id]
-        self.stats.running[lane.handler.queue] -= 1
-        lane.slots.release()
+    def _finished(self, run: _Run) -> None:
+        if self._running.get(run.job.id) is not run:
+            return
+        del self._running[run.job.id]
+        self.stats.running[run.lane.handler.queue] -= 1
+        run.lane.slots.release()
         if not self._running and self.stopping:
             self._drained.set()
 
     async def _nack(self, job: Job, error: str) -> None:
         try:
-            await self.broker.nack(job, error)
+            with trio.CancelScope(shield=True):  # a failed attempt is recorded even at shutdown
+                await self.broker.nack(job, error)
         except RelayError as exc:  # the job stays in flight; the reaper returns it
             log.warning("nack of job %s failed: %s", job.id, exc)
 
-    # -- acks, heartbeats, maintenance -----------------------------------------------
+    # -- acks and releases, heartbeats, maintenance -------------------------------------
 
-    async def _acker(self) -> None:
+    async def _finisher(self) -> None:
+        """Ack and release in batches until closed and drained; a failed batch is
+        retried after ``error_retry_delay`` (the heartbeat keeps its leases)."""
         try:
-            async for first in self._ack_recv:
-                batch = [first]
-                while len(batch) < self.config.max_ack_batch:
-                    try:
-                        batch.append(self._ack_recv.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                await self._ack_batch(batch)
+            while True:
+                if not (self._to_ack or self._to_release):
+                    if self._finishing_closed:
+                        return
+                    self._finisher_wake = trio.Event()
+                    await self._finisher_wake.wait()
+                    continue
+                if not await self._finish_batch():
+                    await trio.sleep(self.config.error_retry_delay)
         finally:
-            self._acks_done.set()
+            self._finisher_done.set()
 
-    async def _ack_batch(self, batch: list[Job]) -> None:
-        for attempt in range(3):
-            try:
+    async def _finish_batch(self) -> bool:
+        """Release (first) or ack one batch. False if Redis failed."""
+        pending, releasing = (
+            (self._to_release, True) if self._to_release else (self._to_ack, False)
+        )
+        batch = list(itertools.islice(pending.values(), self.config.max_ack_batch))
+        try:
+            if releasing:
+                results = await self.broker.release_many(batch)
+            else:
                 results = await self.broker.ack_many(batch)
-            except RelayError as exc:
-                log.warning("ack of %d jobs failed (attempt %d): %s", len(batch), attempt + 1, exc)
-                await trio.sleep(self.config.error_retry_delay)
-                continue
-            self.stats.acked += sum(results)
-            self.stats.stale_acks += len(results) - sum(results)
-            return
-        # still in flight under their leases: the reaper will deliver them again
+        except RelayError as exc:
+            what = "release" if releasing else "ack"
+            log.warning("%s of %d jobs failed (will retry): %s", what, len(batch), exc)
+            return False
+        for job, ok in zip(batch, results, strict=True):
+            if pending.get(job.id) is not job:
+                continue  # claimed again meanwhile: finish it under its new lease
+            del pending[job.id]
+            if releasing:
+                self.stats.released += ok
+            elif ok:
+                self.stats.acked += 1
+            else:
+                self.stats.stale_acks += 1
+        return True
 
     async def _heartbeat(self) -> None:
         period = self.config.visibility_ms / 3000
         while True:
             await trio.sleep(period)
-            jobs = list(self._running.values())
+            now = trio.current_time()
+            jobs = [r.job for r in self._running.values() if r.timeout_at > now]
+            jobs += self._to_ack.values()
+            jobs += self._to_release.values()
             if not jobs:
                 continue
             try:
@@ -348,9 +478,9 @@ class Worker:
             except RelayError as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
-            for job, ok in zip(jobs, kept, strict=True):
-                if not ok and job.id in self._running:
-                    log.warning("job %s lost its lease (reaped?); its ack will be refused", job.id)
+            lost = sum(not ok for ok in kept)
+            if lost:
+                log.warning("%d job(s) lost their lease (reaped?): acks will be refused", lost)
 
     async def _maintain(self, queue: str, what: str, interval: float) -> None:
         while True:
@@ -363,9 +493,20 @@ class Worker:
                         moved = reaped.requeued + reaped.dead
                     if moved < SWEEP_LIMIT:
                         break
-            except RelayError as exc:
+            except Exception as exc:  # RelayError, or anything a foreign key causes
                 log.warning("%s pass on %r failed: %s", what, queue, exc)
             await trio.sleep(interval)
+
+
+def _cancelled_part(exc: BaseException) -> BaseException | None:
+    """The cancellation in ``exc`` (a Cancelled, or the Cancelled part of a group),
+    or None if ``exc`` holds none: then it is the handler's own error."""
+    if isinstance(exc, trio.Cancelled):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        cancelled, _ = exc.split(trio.Cancelled)
+        return cancelled
+    return None
 
 
 def _is_async(handler: Handler) -> bool:

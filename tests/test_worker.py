@@ -233,18 +233,19 @@ class HeldClaim(Broker):
 
 
 @pytest.mark.parametrize("grace", [0.0, 2.0])
-async def test_jobs_claimed_as_the_worker_stops_run_or_are_nacked(
+async def test_jobs_claimed_as_the_worker_stops_run_or_are_released(
     broker: Broker, grace: float
 ) -> None:
     """A claim that ends after stop() hands its jobs on: within the grace period
-    they run and are acked; with none they are nacked. Nothing stays in flight."""
+    they run and are acked; with none they are released, attempts unchanged.
+    Nothing stays in flight."""
     ran: list[bytes] = []
 
     async def handler(job: Job) -> None:
         if grace:
             await trio.lowlevel.checkpoint()
         else:
-            await trio.sleep(60)  # cancelled: nacked
+            await trio.sleep(60)  # cancelled: released
         ran.append(job.payload)
 
     held = HeldClaim(broker)
@@ -266,18 +267,20 @@ async def test_jobs_claimed_as_the_worker_stops_run_or_are_nacked(
         assert (s.processed_total, s.delayed, worker.stats.acked) == (30, 0, 30)
     else:
         assert ran == []
-        assert (s.processed_total, s.delayed + s.ready, worker.stats.cancelled) == (0, 30, 30)
+        assert (s.processed_total, s.ready, worker.stats.cancelled) == (0, 30, 30)
+        assert worker.stats.released == 30
         for job_id in await broker.io.run(
-            lambda client: client.zrange(broker.keys.queue(Q).delayed, 0, -1)
+            lambda client: client.zrange(broker.keys.queue(Q).ready, 0, -1)
         ):
-            assert "shut down" in (await broker.get_job(Q, job_id.decode())).last_error
+            job = await broker.get_job(Q, job_id.decode())
+            assert "released" in job.last_error and job.attempts == 0
     assert await total_jobs(broker, Q) == 30
 
 
 # -- shutdown ---------------------------------------------------------------------
 
 
-async def test_graceful_shutdown_acks_finishers_nacks_the_rest_and_loses_nothing(
+async def test_graceful_shutdown_acks_finishers_releases_the_rest_and_loses_nothing(
     broker: Broker,
 ) -> None:
     started: dict[bytes, float] = {}
@@ -311,13 +314,13 @@ async def test_graceful_shutdown_acks_finishers_nacks_the_rest_and_loses_nothing
     with pytest.raises(JobNotFound):
         await broker.get_job(Q, quick)  # finished within the grace period: acked
     job = await broker.get_job(Q, stuck)
-    assert job.state is JobState.DELAYED  # cancelled after the grace period: nacked
-    assert job.attempts == 1
-    assert "cancelled" in job.last_error and "shut down" in job.last_error
+    assert job.state is JobState.READY  # cancelled after the grace period: released
+    assert job.attempts == 0  # the attempt the shutdown cut short is not counted
+    assert "released" in job.last_error and "shut down" in job.last_error
     for job_id in late:  # enqueued after stop(): never claimed
         assert (await broker.get_job(Q, job_id)).state is JobState.READY
     s = await broker.stats(Q)
-    assert (s.ready, s.inflight, s.delayed, s.dlq, s.processed_total) == (3, 0, 1, 0, 1)
+    assert (s.ready, s.inflight, s.delayed, s.dlq, s.processed_total) == (4, 0, 0, 0, 1)
     assert await total_jobs(broker, Q) == 5
     assert worker.stats.succeeded == 1
     assert worker.stats.cancelled == 1
@@ -587,8 +590,8 @@ async def test_a_paused_queue_is_not_claimed_until_resumed(broker: Broker) -> No
     async def handler(job: Job) -> None:
         started.append(trio.current_time())
 
-    await broker.pause(Q)
     await broker.enqueue_many(Q, [broker.spec(f"p{i}") for i in range(3)])
+    await broker.pause(Q)
     async with serving(broker, [QueueHandler(Q, handler)]):
         await trio.sleep(0.6)
         assert started == []
@@ -610,8 +613,8 @@ async def test_a_rate_limited_queue_is_paced(broker: Broker) -> None:
     async def handler(job: Job) -> None:
         started.append(trio.current_time())
 
-    await broker.set_rate_limit(Q, 5, 1)
     await broker.enqueue_many(Q, [broker.spec(f"r{i}") for i in range(5)])
+    await broker.set_rate_limit(Q, 5, 1)
     async with serving(broker, [QueueHandler(Q, handler)]):
 
         async def all_done() -> bool:
