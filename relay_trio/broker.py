@@ -20,6 +20,7 @@ is lost.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import secrets
 import time
@@ -639,11 +640,9 @@ class Broker:
                     return total
         except BaseException:
             # refused, or stopped part-way: the queue (what is left of it) stays visible
-            with trio.CancelScope(shield=True):
-                try:
-                    await self.io.run(lambda client: client.sadd(registry, queue))
-                except RelayError:
-                    pass  # Redis went away: the error being raised says so already
+            # (if Redis went away, the error being raised says so already)
+            with trio.CancelScope(shield=True), contextlib.suppress(RelayError):
+                await self.io.run(lambda client: client.sadd(registry, queue))
             raise
 
     async def aclose(self) -> None:
