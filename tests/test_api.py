@@ -23,6 +23,7 @@ from relay_trio._errors import InvalidInput
 from relay_trio.broker import Broker
 from relay_trio.job import (
     MAX_DELAY_MS,
+    MAX_TIMEOUT_MS,
     validate_idempotency_key,
     validate_payload,
     validate_queue_name,
@@ -42,6 +43,7 @@ JOB_FIELDS = {
     "created_at",
     "idempotency_key",
     "last_error",
+    "timeout_ms",
 }
 
 
@@ -99,6 +101,7 @@ async def test_enqueue_is_201_with_id_and_state(client: Client) -> None:
     job = await (await client.get(r.headers["Location"])).get_json()
     assert set(job) == JOB_FIELDS
     assert (job["payload"], job["priority"], job["max_retries"]) == ("hello", 0, 5)
+    assert job["timeout_ms"] is None
 
 
 async def test_enqueue_options_are_kept(client: Client) -> None:
@@ -110,6 +113,32 @@ async def test_enqueue_options_are_kept(client: Client) -> None:
     job = await (await client.get(f"/api/queues/q/jobs/{body['id']}")).get_json()
     assert job["payload"] == "é ✓" and job["state"] == "delayed"
     assert (job["priority"], job["idempotency_key"], job["max_retries"]) == (255, "k-1", 0)
+
+
+async def test_timeout_ms_is_stored_and_returned(client: Client) -> None:
+    async def timeout_of(job_id: str) -> Any:
+        job = await (await client.get(f"/api/queues/t/jobs/{job_id}")).get_json()
+        return job["timeout_ms"]
+
+    ids = []
+    for value in (1, 1500, MAX_TIMEOUT_MS, None):
+        r = await client.post("/api/queues/t/jobs", json={"payload": "x", "timeout_ms": value})
+        assert r.status_code == 201, await r.get_data(as_text=True)
+        ids.append((await r.get_json())["id"])
+    assert [await timeout_of(i) for i in ids] == [1, 1500, MAX_TIMEOUT_MS, None]
+    jobs = [
+        {"payload": "a", "timeout_ms": 2500},
+        {"payload": "b"},
+        {"payload": "c", "timeout_ms": None},
+    ]
+    r = await client.post("/api/queues/t/jobs/bulk", json={"jobs": jobs})
+    assert r.status_code == 201
+    assert [await timeout_of(i) for i in (await r.get_json())["ids"]] == [2500, None, None]
+    r = await client.post(
+        "/api/queues/t/jobs/bulk", json={"count": 3, "payload": "p", "timeout_ms": 60_000.0}
+    )
+    assert r.status_code == 201
+    assert [await timeout_of(i) for i in (await r.get_json())["ids"]] == [60_000] * 3
 
 
 async def test_integral_numbers_count_as_integers(client: Client) -> None:
@@ -277,6 +306,7 @@ async def test_dlq_requeue_all_and_purge(client: Client, broker: Broker) -> None
 
 
 async def test_pause_and_resume(client: Client) -> None:
+    await client.post("/api/queues/p/jobs", json={"payload": "x"})  # registers the queue
     r = await client.post("/api/queues/p/pause")
     assert r.status_code == 200 and await r.get_json() == {"queue": "p", "paused": True}
     assert (await (await client.get("/api/queues/p/stats")).get_json())["paused"] is True
@@ -287,6 +317,7 @@ async def test_pause_and_resume(client: Client) -> None:
 
 
 async def test_rate_limit_get_put_delete(client: Client, broker: Broker) -> None:
+    await client.post("/api/queues/r/jobs", json={"payload": "x"})  # registers the queue
     path = "/api/queues/r/rate-limit"
     assert await (await client.get(path)).get_json() == {"rate": None, "burst": None}
     r = await client.put(path, json={"rate": 2.5, "burst": 3})
@@ -364,10 +395,24 @@ BAD_JOB_BODIES = [
     (b'{"payload": "x", "idempotency_key": "%s"}' % (b"k" * 257), "idempotency_key"),
     (b'{"payload": "x", "idempotency_key": "a\\nb"}', "idempotency_key"),
     (b'{"payload": "x", "idempotency_key": "\\udfff"}', "idempotency_key"),
+    (b'{"payload": "x", "timeout_ms": 0}', "timeout_ms"),
+    (b'{"payload": "x", "timeout_ms": -1}', "timeout_ms"),
+    (b'{"payload": "x", "timeout_ms": %d}' % (MAX_TIMEOUT_MS + 1), "timeout_ms"),
+    (b'{"payload": "x", "timeout_ms": "5"}', "timeout_ms"),
+    (b'{"payload": "x", "timeout_ms": true}', "timeout_ms"),
+    (b'{"payload": "x", "timeout_ms": 1.5}', "timeout_ms"),
 ]
 
 
-FIELDS = {"payload", "priority", "delay_ms", "max_retries", "idempotency_key", "prio, zz"}
+FIELDS = {
+    "payload",
+    "priority",
+    "delay_ms",
+    "max_retries",
+    "idempotency_key",
+    "timeout_ms",
+    "prio, zz",
+}
 
 
 @pytest.mark.parametrize(("raw", "mentions"), BAD_JOB_BODIES)
@@ -394,6 +439,11 @@ async def test_bad_job_bodies_are_400_and_write_nothing(
         {"payload": "x"},
         {"count": 2, "payload": "x", "idempotency_key": "k"},
         {"count": 2, "payload": "x", "priority": 300},
+        {"count": 2, "payload": "x", "timeout_ms": 0},
+        {"count": 2, "payload": "x", "timeout_ms": -1},
+        {"count": 2, "payload": "x", "timeout_ms": MAX_TIMEOUT_MS + 1},
+        {"count": 2, "payload": "x", "timeout_ms": "5"},
+        {"count": 2, "payload": "x", "timeout_ms": True},
         {"count": 2, "payload": 7},
         {"count": 2, "payload": "x", "jobs": []},
         {"jobs": []},
@@ -472,6 +522,7 @@ QUEUE_ROUTES = [
     ("GET", "/api/queues/{q}/rate-limit", ""),
     ("PUT", "/api/queues/{q}/rate-limit", '{"rate": 1, "burst": 1}'),
     ("DELETE", "/api/queues/{q}/rate-limit", ""),
+    ("DELETE", "/api/queues/{q}", ""),
 ]
 
 
@@ -491,9 +542,11 @@ async def test_endpoints_without_a_body_refuse_one(
     r = await send(client, "POST", "/api/queues/q/dlq/purge", '{"only": "old ones"}')
     assert "no request body" in await error_of(r, 400)
     await error_of(await send(client, "POST", "/api/queues/q/pause", "not json"), 400)
+    await error_of(await send(client, "DELETE", "/api/queues/q", '{"force": true}'), 400)
     assert keys_under(rdb, prefix) == []
     # Nothing, or an empty object, is fine.
     assert (await send(client, "POST", "/api/queues/q/dlq/purge", " {} ")).status_code == 200
+    await client.post("/api/queues/q/jobs", json={"payload": "x"})
     assert (await client.post("/api/queues/q/pause")).status_code == 200
 
 
@@ -512,6 +565,9 @@ async def test_cross_site_browser_mutations_are_403(
     await error_of(await client.post("/api/queues/q/dlq/purge", headers=headers), 403)
     assert keys_under(rdb, prefix) == []
     assert (await client.get("/api/queues", headers=headers)).status_code == 200
+    await client.post("/api/queues/q/jobs", json={"payload": "x"})
+    await error_of(await client.delete("/api/queues/q?force=true", headers=headers), 403)
+    assert "q" in await (await client.get("/api/queues")).get_json()
     same = await client.post("/api/queues/q/pause", headers={"Sec-Fetch-Site": "same-origin"})
     assert same.status_code == 200
 
@@ -527,6 +583,9 @@ async def test_bearer_token(redis_server: Any, prefix: str) -> None:
             assert r.headers["WWW-Authenticate"].startswith("Bearer")
         r = await client.post("/api/queues/q/jobs", json={"payload": "x"})
         await error_of(r, 401)
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            r = await client.delete("/api/queues/q?force=true", headers=headers)
+            await error_of(r, 401)
         ok = {"Authorization": "Bearer s3cret"}
         assert (await client.get("/api/queues", headers=ok)).status_code == 200
         r = await client.post("/api/queues/q/jobs", json={"payload": "x"}, headers=ok)
@@ -545,6 +604,8 @@ async def test_read_only(redis_server: Any, rdb: redis.Redis, prefix: str) -> No
             ("PUT", "/api/queues/q/rate-limit", '{"rate": 1, "burst": 1}'),
             ("DELETE", "/api/queues/q/rate-limit", ""),
             ("DELETE", "/api/queues/q/dlq/" + "0" * 32, ""),
+            ("DELETE", "/api/queues/q", ""),
+            ("DELETE", "/api/queues/q?force=true", ""),
         ):
             assert "read-only" in await error_of(await send(client, method, path, body), 403)
         for path in (

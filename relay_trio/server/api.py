@@ -8,13 +8,17 @@ request writes nothing to Redis. Every error is ``{"error": "<message>"}``:
        an object, a wrong type (``true`` is not an integer; ``5.0`` is 5, as in
        JSON Schema), a missing or unknown field, an unknown or repeated query
        parameter, a body sent to an endpoint that takes none, a value out of
-       range, a bad queue name
+       range, a bad queue name, a query flag that is not ``true``/``false``
+       (or ``1``/``0``)
 403    read-only mode (the app's guard), or a browser's cross-site mutation
        (``Sec-Fetch-Site: cross-site``: this API serves no CORS, so only a
        forged form post sends one)
 404    no such job (or not in the DLQ); also a path job id that is not 32
-       lowercase hex characters: it names no resource, and no route matches it
-409    the idempotency key already names a job: ``id`` (and ``state``) of it
+       lowercase hex characters: it names no resource, and no route matches it;
+       no such queue (pause, resume, rate limit, delete: only creating a job
+       registers a queue, and these never do)
+409    the idempotency key already names a job: ``id`` (and ``state``) of it; a
+       queue to delete without ``force`` still holds ``jobs`` jobs
 413    a payload over the broker's limit, a bulk request over
        :data:`MAX_BULK_BYTES` in all, or a body over the server's limit
 415    a body that is not ``application/json`` (keeps browsers from posting
@@ -23,7 +27,8 @@ request writes nothing to Redis. Every error is ``{"error": "<message>"}``:
 =====  ======================================================================
 
 The OpenAPI document (``GET /api/openapi.json``, built in :mod:`.openapi`)
-states the same rules as JSON Schema.
+states the same rules as JSON Schema. The queue-admin routes (pause, resume,
+rate limit, delete) live in :mod:`.api_queues`, on this same blueprint.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from quart.typing import ResponseReturnValue
 from werkzeug.routing import BaseConverter
 
 from .. import job as jobmod
-from .._errors import DuplicateJob, InvalidInput, JobNotFound
+from .._errors import DuplicateJob, InvalidInput, JobNotFound, QueueNotEmpty, QueueNotFound
 from ..broker import DLQ_PAGE_DEFAULT, DLQ_PAGE_MAX, MAX_ENQUEUE_MANY, Broker, EnqueueResult
 from ..job import JobSpec, validate_queue_name
 from .errors import json_error
@@ -66,15 +71,22 @@ def _add_converter(setup: BlueprintSetupState) -> None:  # before the routes bel
 
 QUEUE = "/queues/<q>"
 
-JOB_FIELDS = frozenset({"payload", "priority", "delay_ms", "idempotency_key", "max_retries"})
-BULK_COUNT_FIELDS = frozenset({"count", "payload", "priority", "delay_ms", "max_retries"})
-RATE_LIMIT_FIELDS = frozenset({"rate", "burst"})
+JOB_FIELDS = frozenset(
+    {"payload", "priority", "delay_ms", "idempotency_key", "max_retries", "timeout_ms"}
+)
+BULK_COUNT_FIELDS = frozenset(
+    {"count", "payload", "priority", "delay_ms", "max_retries", "timeout_ms"}
+)
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # Which endpoints read a JSON body, and which query parameters each accepts (default none).
 BODY_ENDPOINTS = frozenset({"api.enqueue", "api.enqueue_bulk", "api.put_rate_limit"})
-QUERY_PARAMS: Mapping[str, frozenset[str]] = {"api.list_dlq": frozenset({"limit", "offset"})}
+QUERY_PARAMS: Mapping[str, frozenset[str]] = {
+    "api.list_dlq": frozenset({"limit", "offset"}),
+    "api.delete_queue": frozenset({"force"}),
+}
 _DECIMAL = re.compile(r"-?[0-9]{1,30}")
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
 class ApiError(Exception):
@@ -105,6 +117,16 @@ async def _not_found(exc: JobNotFound) -> tuple[Response, int]:
 @api.errorhandler(DuplicateJob)
 async def _duplicate(exc: DuplicateJob) -> tuple[Response, int]:
     return json_error(str(exc), 409, id=exc.existing_id)
+
+
+@api.errorhandler(QueueNotFound)
+async def _queue_not_found(exc: QueueNotFound) -> tuple[Response, int]:
+    return json_error(f"{exc}; only creating a job registers a queue", 404)
+
+
+@api.errorhandler(QueueNotEmpty)
+async def _queue_not_empty(exc: QueueNotEmpty) -> tuple[Response, int]:
+    return json_error(str(exc), 409, jobs=exc.jobs)
 
 
 # -- request checks ----------------------------------------------------------------
@@ -224,27 +246,44 @@ def _job_spec(broker: Broker, fields: Mapping[str, Any]) -> JobSpec:
     key = fields.get("idempotency_key")
     if isinstance(key, str):
         _text("idempotency_key", key)
+    timeout_ms = fields.get("timeout_ms")  # null or absent: the worker's default
     return broker.spec(
         _payload(fields["payload"], broker.max_payload_bytes),
         priority=_integer("priority", fields.get("priority", jobmod.DEFAULT_PRIORITY)),
         delay_ms=_integer("delay_ms", fields.get("delay_ms", 0)),
         max_retries=_integer("max_retries", fields.get("max_retries", jobmod.DEFAULT_MAX_RETRIES)),
         idempotency_key=key,
+        timeout_ms=None if timeout_ms is None else _integer("timeout_ms", timeout_ms),
     )
 
 
-def _query_int(name: str, default: int, low: int, high: int) -> int:
+def _query_value(name: str) -> str | None:
     values = request.args.getlist(name)
-    if not values:
-        return default
     if len(values) > 1:
         raise InvalidInput(name, "give it once")
-    if not _DECIMAL.fullmatch(values[0]):
-        raise InvalidInput(name, f"must be an integer, got {values[0]!r}")
-    value = int(values[0])
-    if not low <= value <= high:
-        raise InvalidInput(name, f"must be between {low} and {high}, got {value}")
-    return value
+    return values[0] if values else None
+
+
+def _query_int(name: str, default: int, low: int, high: int) -> int:
+    value = _query_value(name)
+    if value is None:
+        return default
+    if not _DECIMAL.fullmatch(value):
+        raise InvalidInput(name, f"must be an integer, got {value!r}")
+    number = int(value)
+    if not low <= number <= high:
+        raise InvalidInput(name, f"must be between {low} and {high}, got {number}")
+    return number
+
+
+def _query_bool(name: str, default: bool) -> bool:
+    """``true``/``1`` or ``false``/``0``; anything else is a 400, never a guess."""
+    value = _query_value(name)
+    if value is None:
+        return default
+    if value not in _FLAGS:
+        raise InvalidInput(name, f"must be true or false, got {value!r}")
+    return _FLAGS[value]
 
 
 def _broker() -> Broker:
@@ -394,51 +433,6 @@ async def purge_dead(q: str) -> ResponseReturnValue:
     return {"purged": await _broker().dlq_purge(validate_queue_name(q))}
 
 
-# -- pause and rate limit ------------------------------------------------------------
-
-
-@api.post(QUEUE + "/pause")
-async def pause_queue(q: str) -> ResponseReturnValue:
-    queue = validate_queue_name(q)
-    await _broker().pause(queue)
-    return {"queue": queue, "paused": True}
-
-
-@api.post(QUEUE + "/resume")
-async def resume_queue(q: str) -> ResponseReturnValue:
-    queue = validate_queue_name(q)
-    await _broker().resume(queue)
-    return {"queue": queue, "paused": False}
-
-
-@api.get(QUEUE + "/rate-limit")
-async def get_rate_limit(q: str) -> ResponseReturnValue:
-    """``{rate, burst}``; both null when the queue has no limit."""
-    limit = await _broker().get_rate_limit(validate_queue_name(q))
-    if limit is None:
-        return {"rate": None, "burst": None}
-    return {"rate": limit.rate, "burst": limit.burst}
-
-
-@api.put(QUEUE + "/rate-limit")
-async def put_rate_limit(q: str) -> ResponseReturnValue:
-    """Body ``{rate, burst}``: rate > 0 jobs per second (at most 1e6), burst >= 1."""
-    queue = validate_queue_name(q)
-    body = await _json_object()
-    _check_fields(body, RATE_LIMIT_FIELDS, RATE_LIMIT_FIELDS)
-    rate, burst = body["rate"], _integer("burst", body["burst"])
-    if isinstance(rate, bool) or not isinstance(rate, int | float):
-        raise InvalidInput("rate", f"must be a number, got {_json_type(rate)}")
-    await _broker().set_rate_limit(queue, rate, burst)
-    return {"rate": float(rate), "burst": burst}
-
-
-@api.delete(QUEUE + "/rate-limit")
-async def delete_rate_limit(q: str) -> ResponseReturnValue:
-    await _broker().clear_rate_limit(validate_queue_name(q))
-    return {"rate": None, "burst": None}
-
-
 # -- about this server --------------------------------------------------------------
 
 
@@ -468,3 +462,7 @@ async def openapi_document() -> ResponseReturnValue:
     """The OpenAPI 3.1 description of this API (and of the health, metrics and stream routes)."""
     config = relay_state().config
     return build_openapi(max_payload_bytes=config.max_payload_bytes)
+
+
+# The queue-admin routes register on ``api`` too; imported last, as they use the above.
+from . import api_queues  # noqa: E402, F401

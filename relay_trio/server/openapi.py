@@ -11,17 +11,16 @@ server takes them, but URL clients rewrite such a path segment away.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import job as jobmod
-from ..broker import DLQ_PAGE_DEFAULT, DLQ_PAGE_MAX, MAX_ENQUEUE_MANY
+from ..broker import BURST_MAX, DLQ_PAGE_DEFAULT, DLQ_PAGE_MAX, MAX_ENQUEUE_MANY, RATE_MAX, RATE_MIN
 from ..job import JobState
 
 MAX_BULK_BYTES = 64 * 1024 * 1024
 """A bulk request may carry at most this many payload bytes in all (413 beyond)."""
 MAX_DLQ_OFFSET = 2**62
-MAX_RATE, MAX_BURST = 1_000_000, 1_000_000
 
 Schema = dict[str, Any]
 
@@ -39,6 +38,12 @@ ERRORS = {
 READ_ERRORS = (400, 401, 503)
 WRITE_ERRORS = (400, 401, 403, 503)
 BODY_ERRORS = (*WRITE_ERRORS, 413, 415)
+NO_QUEUE = (
+    "Error",
+    "No such queue: none of its jobs was ever created, or it was deleted. Only "
+    "creating a job registers a queue; nothing was written.",
+)
+"""The 404 of the queue-admin operations (pause, resume, rate limit, delete)."""
 
 
 def _ref(name: str) -> Schema:
@@ -72,12 +77,15 @@ def _op(
     params: Iterable[str] = ("Queue",),
     body: str | None = None,
     tag: str = "queues",
+    special: Mapping[int, tuple[str, str]] | None = None,
 ) -> Schema:
+    """One operation; ``special`` gives some error codes their own (schema, description)."""
     status, schema, description = ok
     responses: Schema = {str(status): _json(schema, description)}
-    for code in sorted(set(errors)):
-        error = "DuplicateError" if code == 409 else "Error"
-        responses[str(code)] = _json(_ref(error), ERRORS[code])
+    own = special or {}
+    for code in sorted(set(errors) | set(own)):
+        error, text = own.get(code, ("DuplicateError" if code == 409 else "Error", ERRORS[code]))
+        responses[str(code)] = _json(_ref(error), text)
     op: Schema = {
         "operationId": op_id,
         "summary": summary,
@@ -110,12 +118,20 @@ def _schemas(max_payload_bytes: int) -> Schema:
         "description": "no control characters; empty or null means none",
     }
     count = _int(1, MAX_ENQUEUE_MANY, f"count x payload bytes at most {MAX_BULK_BYTES} (413)")
+    timeout_ms: Schema = {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": jobmod.MAX_TIMEOUT_MS,
+        "description": "milliseconds one attempt may run before the worker cancels it "
+        "(at most a week); null or absent: the worker's default",
+    }
     job_fields = {
         "payload": payload,
         "priority": priority,
         "delay_ms": delay_ms,
         "idempotency_key": idempotency_key,
         "max_retries": max_retries,
+        "timeout_ms": timeout_ms,
     }
     counter: Schema = {"type": "integer", "minimum": 0}
     return {
@@ -141,6 +157,10 @@ def _schemas(max_payload_bytes: int) -> Schema:
                 "created_at": {"type": "string", "format": "date-time"},
                 "idempotency_key": {"type": "string"},
                 "last_error": {"type": "string"},
+                "timeout_ms": {
+                    "type": ["integer", "null"],
+                    "description": "per-attempt timeout; null: the worker's default",
+                },
             },
             ["id", "queue", "payload", "state", "attempts", "max_retries", "priority"],
         ),
@@ -207,11 +227,12 @@ def _schemas(max_payload_bytes: int) -> Schema:
             {
                 "rate": {
                     "type": "number",
-                    "exclusiveMinimum": 0,
-                    "maximum": MAX_RATE,
-                    "description": "jobs per second",
+                    "minimum": RATE_MIN,
+                    "maximum": RATE_MAX,
+                    "description": f"jobs per second, {RATE_MIN:g} (about one a day) "
+                    f"to {RATE_MAX:g}",
                 },
-                "burst": _int(1, MAX_BURST, "bucket size"),
+                "burst": _int(1, BURST_MAX, "bucket size"),
             },
             ["rate", "burst"],
             closed=True,
@@ -233,6 +254,21 @@ def _schemas(max_payload_bytes: int) -> Schema:
         ),
         "Paused": _object(
             {"queue": {"type": "string"}, "paused": {"type": "boolean"}}, ["queue", "paused"]
+        ),
+        "QueueDeleted": _object(
+            {
+                "queue": {"type": "string"},
+                "deleted": {"const": True},
+                "jobs": counter | {"description": "how many jobs were deleted with it"},
+            },
+            ["queue", "deleted", "jobs"],
+        ),
+        "QueueNotEmptyError": _object(
+            {
+                "error": {"type": "string"},
+                "jobs": counter | {"description": "jobs the queue holds (ready to dead)"},
+            },
+            ["error", "jobs"],
         ),
     }
 
@@ -258,6 +294,8 @@ def _parameters() -> Schema:
         },
         "Limit": query("limit", _int(1, DLQ_PAGE_MAX) | {"default": DLQ_PAGE_DEFAULT}),
         "Offset": query("offset", _int(0, MAX_DLQ_OFFSET) | {"default": 0}),
+        "Force": query("force", {"type": "boolean", "default": False})
+        | {"description": "delete a queue that still holds jobs, and its jobs (true/false)"},
     }
 
 
@@ -268,6 +306,7 @@ def _paths() -> Schema:
     purged = _object({"purged": {"type": "integer", "minimum": 0}}, ["purged"])
     rate_limit = (200, _ref("RateLimit"), "the limit; both null when there is none")
     paused = (200, _ref("Paused"), "the queue's paused flag")
+    known = {404: NO_QUEUE}
     text: Schema = {"type": "string"}
     return {
         "/api/queues": {
@@ -277,6 +316,23 @@ def _paths() -> Schema:
                 (200, {"type": "array", "items": {"type": "string"}}, "names"),
                 READ_ERRORS,
                 params=(),
+            )
+        },
+        q: {
+            "delete": _op(
+                "deleteQueue",
+                "Delete the queue: its jobs, keys and registry entry",
+                (200, _ref("QueueDeleted"), "deleted, with how many jobs"),
+                WRITE_ERRORS,
+                params=("Queue", "Force"),
+                special={
+                    **known,
+                    409: (
+                        "QueueNotEmptyError",
+                        "The queue still holds `jobs` jobs and `force` is not true; "
+                        "nothing was deleted.",
+                    ),
+                },
             )
         },
         f"{q}/stats": {
@@ -363,19 +419,29 @@ def _paths() -> Schema:
             )
         },
         f"{q}/pause": {
-            "post": _op("pauseQueue", "Stop claims from the queue", paused, WRITE_ERRORS)
+            "post": _op(
+                "pauseQueue", "Stop claims from the queue", paused, WRITE_ERRORS, special=known
+            )
         },
-        f"{q}/resume": {"post": _op("resumeQueue", "Let claims go on", paused, WRITE_ERRORS)},
+        f"{q}/resume": {
+            "post": _op("resumeQueue", "Let claims go on", paused, WRITE_ERRORS, special=known)
+        },
         f"{q}/rate-limit": {
-            "get": _op("getRateLimit", "The queue's token bucket", rate_limit, READ_ERRORS),
+            "get": _op(
+                "getRateLimit", "The queue's token bucket", rate_limit, READ_ERRORS, special=known
+            ),
             "put": _op(
                 "setRateLimit",
-                "Set the token bucket",
+                f"Set the token bucket: rate {RATE_MIN:g} to {RATE_MAX:g} jobs per second, "
+                f"burst 1 to {BURST_MAX}",
                 rate_limit,
                 BODY_ERRORS,
                 body="RateLimitRequest",
+                special=known,
             ),
-            "delete": _op("clearRateLimit", "Remove the limit", rate_limit, WRITE_ERRORS),
+            "delete": _op(
+                "clearRateLimit", "Remove the limit", rate_limit, WRITE_ERRORS, special=known
+            ),
         },
         "/api/info": {
             "get": _op(
