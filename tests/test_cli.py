@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import trio
 
 from relay_trio import Broker, JobNotFound, JobState
@@ -24,7 +25,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 Q = "clitest"
 HEX32 = re.compile(r"[0-9a-f]{32}")
 DEAD_URL = "redis://127.0.0.1:1/0"
-COMMANDS = ("server", "worker", "enqueue", "stats", "dlq", "pause", "resume", "demo")
+COMMANDS = ("server", "worker", "enqueue", "stats", "dlq", "pause", "resume", "queue", "demo")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -95,6 +96,7 @@ async def test_help_names_every_command(cli: Cli) -> None:
         assert re.search(rf"^\s+{command}\s", result.out, re.MULTILINE), command
     for verb in ("list", "requeue", "delete", "purge"):
         assert verb in (await cli.raw("dlq", "--help")).out
+    assert "delete" in (await cli.raw("queue", "--help")).out
 
 
 async def test_enqueue_prints_an_id_and_the_job_exists(cli: Cli, broker: Broker) -> None:
@@ -215,6 +217,8 @@ async def test_dlq_list_requeue_delete_purge(cli: Cli, broker: Broker) -> None:
 
 
 async def test_pause_and_resume(cli: Cli, broker: Broker) -> None:
+    for queue in (Q, "other"):  # only creating a job registers a queue
+        await broker.enqueue(queue, "x")
     paused = await cli("pause", Q, "other")
     assert paused.code == 0, paused.err
     assert f"{Q} paused" in paused.out
@@ -225,6 +229,24 @@ async def test_pause_and_resume(cli: Cli, broker: Broker) -> None:
     assert f"{Q} resumed" in resumed.out
     assert not (await broker.stats(Q)).paused
     assert (await broker.stats("other")).paused
+
+
+@pytest.mark.parametrize("verb", ["pause", "resume"])
+async def test_pause_or_resume_of_an_unknown_queue_exits_1(
+    cli: Cli, broker: Broker, verb: str
+) -> None:
+    result = await cli(verb, "nosuchqueue")
+    assert result.code == 1
+    assert "queue 'nosuchqueue' not found" in result.err
+    assert_clean_failure(result)
+    assert await broker.queues() == []  # an admin verb never registers a queue
+    await broker.enqueue(Q, "x")
+    if verb == "resume":
+        await broker.pause(Q)
+    mixed = await cli(verb, Q, "nosuchqueue")
+    assert mixed.code == 1
+    assert "queue 'nosuchqueue' not found" in mixed.err
+    assert (await broker.stats(Q)).paused is (verb == "resume")  # nothing was changed
 
 
 async def test_a_bad_queue_name_exits_2_with_a_message(cli: Cli, broker: Broker) -> None:
@@ -240,7 +262,7 @@ async def test_a_bad_queue_name_exits_2_with_a_message(cli: Cli, broker: Broker)
     [
         (["--stream-writes", "fast"], {}, "choose one of tick, task, asgi"),
         ([], {"RELAY_STREAM_WRITES": "fast"}, "choose one of tick, task, asgi"),
-        ([], {"RELAY_KEEPALIVE_INTERVAL": "soon"}, "RELAY_KEEPALIVE_INTERVAL='soon'"),
+        ([], {"RELAY_KEEPALIVE_INTERVAL": "soon"}, "RELAY_KEEPALIVE_INTERVAL=soon: not a number"),
     ],
     ids=["flag", "env", "env-number"],
 )
@@ -322,3 +344,77 @@ async def test_environment_variables_are_honoured(cli: Cli, broker: Broker) -> N
     dead = await cli.raw("--redis-url", DEAD_URL, "stats", env=env)
     assert_clean_failure(dead)
     assert "unavailable" in dead.err.lower()
+
+
+def keys_left(rdb: redis.Redis, prefix: str) -> list[str]:
+    names = [k.decode() for k in rdb.scan_iter(match=f"{prefix}:*", count=1000)]
+    return sorted(k for k in names if ":dedup:" not in k)
+
+
+async def test_queue_delete_of_an_empty_queue(
+    cli: Cli, broker: Broker, rdb: redis.Redis, prefix: str
+) -> None:
+    await broker.enqueue(Q, "done soon")
+    claim = await broker.claim(Q, 1)
+    assert await broker.ack(claim.jobs[0])
+    await broker.enqueue("keep", "x")
+    result = await cli("queue", "delete", Q)
+    assert result.code == 0, result.err
+    assert f"deleted queue '{Q}' (0 jobs)" in result.out
+    assert await broker.queues() == ["keep"]
+    assert not [k for k in keys_left(rdb, prefix) if "{" + Q + "}" in k]
+
+
+async def test_queue_delete_refuses_a_queue_with_jobs_without_force(
+    cli: Cli, broker: Broker, rdb: redis.Redis, prefix: str
+) -> None:
+    await broker.enqueue_many(Q, [broker.spec(f"j{i}") for i in range(3)])
+    before = keys_left(rdb, prefix)
+    result = await cli("queue", "delete", Q)
+    assert result.code == 4
+    assert "still holds 3 job(s)" in result.err
+    assert "--force" in result.err
+    assert_clean_failure(result)
+    assert await broker.queues() == [Q]
+    assert (await broker.stats(Q)).ready == 3
+    assert keys_left(rdb, prefix) == before
+
+
+async def test_queue_delete_with_force_removes_every_key(
+    cli: Cli, broker: Broker, rdb: redis.Redis, prefix: str
+) -> None:
+    await make_jobs_everywhere(broker)
+    await broker.pause(Q)
+    assert any("{" + Q + "}" in k for k in keys_left(rdb, prefix))
+    result = await cli("queue", "delete", Q, "--force")
+    assert result.code == 0, result.err
+    assert f"deleted queue '{Q}' (7 jobs)" in result.out
+    assert await broker.queues() == []
+    assert keys_left(rdb, prefix) == []
+
+
+async def make_jobs_everywhere(broker: Broker) -> None:
+    """7 jobs of ``Q``: 3 ready (one with an idempotency key), 1 delayed, 1 in
+    flight, 2 dead."""
+    dead = await broker.enqueue_many(Q, [broker.spec("d1"), broker.spec("d2")])
+    claimed = (await broker.claim(Q, 2)).jobs
+    assert {j.id for j in claimed} == {r.id for r in dead}
+    for job in claimed:
+        await broker.nack(job, "boom", dead=True)
+    await broker.enqueue(Q, "running")
+    assert len((await broker.claim(Q, 1)).jobs) == 1
+    await broker.enqueue_many(Q, [broker.spec("r1"), broker.spec("r2")])
+    await broker.enqueue(Q, "keyed", idempotency_key="once")
+    await broker.enqueue(Q, "later", delay_ms=60_000)
+    s = await broker.stats(Q)
+    assert (s.ready, s.delayed, s.inflight, s.dlq) == (3, 1, 1, 2)
+
+
+async def test_queue_delete_of_an_unknown_queue_exits_1(cli: Cli, broker: Broker) -> None:
+    result = await cli("queue", "delete", "nosuchqueue")
+    assert result.code == 1
+    assert "queue 'nosuchqueue' not found" in result.err
+    assert_clean_failure(result)
+    missing = await cli("queue")
+    assert missing.code == 2  # an action is required
+    assert "Traceback" not in missing.err

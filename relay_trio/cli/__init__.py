@@ -1,7 +1,9 @@
 """The ``relay-trio`` command. It wires the package together; nothing imports it.
 
 Every flag that names a connection or a default also reads a ``RELAY_*``
-environment variable. Bad input exits non-zero with a one-line message.
+environment variable. Bad input exits non-zero with a one-line message: 2 for a
+bad command line or variable (every number has a range, see :mod:`.options`),
+1 for an error of relay-trio itself (Redis unreachable, queue not found ...).
 """
 
 from __future__ import annotations
@@ -15,92 +17,23 @@ import trio
 
 from .._errors import RelayError
 from . import types
-from .commands import COMMANDS, add_parsers
-from .demo import add_parser as add_demo_parser
+from .commands import COMMANDS
 from .demo import run_demo
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relay-trio",
-        description="A distributed task queue on Redis for Trio, with a live dashboard.",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=types.env("RELAY_REDIS_URL"),
-        help="Redis to use (env RELAY_REDIS_URL, default "
-        f"{DEFAULT_REDIS_URL}); demo starts a private one when unset",
-    )
-    parser.add_argument(
-        "--prefix",
-        default=types.env("RELAY_PREFIX", "relay"),
-        help="key prefix (env RELAY_PREFIX, default %(default)s)",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    server = sub.add_parser(
-        "server",
-        help="run the HTTP API, the stream and the dashboard (Hypercorn, trio worker)",
-        description="Serves the API, /api/stream and the dashboard. SIGINT/SIGTERM end "
-        "open streams at once and stop the process within a hard deadline.",
-    )
-    server.add_argument("--host", default=types.env("RELAY_HOST", "127.0.0.1"), help="bind address")
-    server.add_argument(
-        "--port",
-        type=types.port,
-        default=types.env("RELAY_PORT", "8000"),
-        help="port (0 picks one)",
-    )
-    server.add_argument(
-        "--api-token",
-        default=types.env("RELAY_API_TOKEN"),
-        help="require this bearer token for /api/* (env RELAY_API_TOKEN)",
-    )
-    server.add_argument(
-        "--read-only",
-        action="store_true",
-        default=(types.env("RELAY_READ_ONLY") or "").lower() in ("1", "true", "yes", "on"),
-        help="refuse every mutating API call with 403 (env RELAY_READ_ONLY)",
-    )
-    server.add_argument(
-        "--poll-interval",
-        type=types.positive_float,
-        default=types.env("RELAY_POLL_INTERVAL", "1.0"),
-        help="seconds between hub polls of Redis (default %(default)s)",
-    )
-    server.add_argument(
-        "--stream-writes",
-        type=types.one_of("tick", "task", "asgi"),  # ServerConfig.stream_writes
-        metavar="{tick,task,asgi}",
-        default=types.env("RELAY_STREAM_WRITES", "tick"),
-        help="who writes stream events to sockets: the hub's tick (default), each "
-        "client's task, or ASGI only (env RELAY_STREAM_WRITES)",
-    )
-    server.add_argument(
-        "--keep-alive-timeout",
-        type=types.positive_float,
-        default=types.env("RELAY_KEEP_ALIVE_TIMEOUT", "5"),
-        help="seconds an idle HTTP keep-alive connection stays open",
-    )
-    server.add_argument(
-        "--graceful-timeout",
-        type=types.positive_float,
-        default=types.env("RELAY_GRACEFUL_TIMEOUT", "2"),
-        help="seconds in-flight requests get at shutdown",
-    )
-
-    add_parsers(sub)
-
-    add_demo_parser(sub)
-    return parser
+from .options import DEFAULT_REDIS_URL, SERVER_ENV_ONLY, build_parser
 
 
 def _run_server(args: argparse.Namespace) -> int:
     from ..server.config import ServerConfig
     from ..server.serve import serve_relay, tune_gc_for_streams
 
+    for var, kind, _ in SERVER_ENV_ONLY:  # ServerConfig.from_env reads these unchecked
+        value = types.env(var)
+        if value is not None:
+            try:
+                kind(value)
+            except argparse.ArgumentTypeError as exc:
+                print(f"relay-trio server: error: {exc}", file=sys.stderr)
+                return 2
     try:
         config = ServerConfig.from_env(
             redis_url=args.redis_url,
@@ -111,7 +44,7 @@ def _run_server(args: argparse.Namespace) -> int:
             stream_writes=args.stream_writes,
         )
     except ValueError as exc:  # a bad RELAY_* variable
-        print(f"relay-trio server: {exc}", file=sys.stderr)
+        print(f"relay-trio server: error: {exc}", file=sys.stderr)
         return 2
 
     async def run() -> None:
@@ -151,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     raise AssertionError(f"unhandled command {args.command}")  # argparse enforces choices
 
+
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,9 +1,10 @@
-"""What the ``relay-trio`` verbs do: worker, enqueue, stats, dlq, pause, resume.
+"""What the ``relay-trio`` verbs do: worker, enqueue, stats, dlq, pause, resume, queue.
 
-Each ``run_*`` takes the parsed arguments, does its work under ``trio.run``
-and returns the exit status; messages for people go to stdout, errors to
-stderr. Errors of relay-trio itself (bad input, Redis unreachable) are turned
-into a message and exit 1 by the caller.
+Each ``run_*`` takes the parsed arguments (see :mod:`.options`), does its work
+under ``trio.run`` and returns the exit status; messages for people go to
+stdout, errors to stderr. Errors of relay-trio itself (bad input, Redis
+unreachable, a queue or job not found) are turned into a message and exit 1 by
+the caller.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import importlib
 import json
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -19,11 +21,12 @@ from typing import Any
 
 import trio
 
-from .._errors import InvalidInput
+from .._errors import InvalidInput, QueueNotEmpty, QueueNotFound
 from ..broker import Broker, open_broker
 from ..demo_handler import make_demo_handler
 from ..worker import Handler, QueueHandler, Worker, WorkerConfig
-from . import types
+
+EXIT_QUEUE_NOT_EMPTY = 4
 
 
 def load_handler(spec: str, args: argparse.Namespace) -> Handler:
@@ -53,8 +56,15 @@ def _broker_run(args: argparse.Namespace, fn: Callable[[Broker], Awaitable[int]]
 
 def run_worker(args: argparse.Namespace) -> int:
     handler = load_handler(args.handler, args)
-    handlers = [QueueHandler(q, handler, args.concurrency) for q in dict.fromkeys(args.queue)]
-    config = WorkerConfig(visibility_ms=args.visibility_ms, grace_period=args.grace_period)
+    try:  # the parser keeps every number in range; this is a last line of defence
+        handlers = [
+            QueueHandler(q, handler, args.concurrency, timeout=args.job_timeout)
+            for q in dict.fromkeys(args.queue)
+        ]
+        config = WorkerConfig(visibility_ms=args.visibility_ms, grace_period=args.grace_period)
+    except ValueError as exc:
+        print(f"relay-trio worker: error: {exc}", file=sys.stderr)
+        return 2
 
     async def work(broker: Broker) -> int:
         worker = Worker(broker, handlers, config)
@@ -94,6 +104,7 @@ def run_enqueue(args: argparse.Namespace) -> int:
             "priority": args.priority,
             "delay_ms": args.delay_ms,
             "max_retries": args.max_retries,
+            "timeout_ms": args.timeout_ms,
         }
         if args.count == 1:
             result = await broker.enqueue(
@@ -173,6 +184,10 @@ def run_dlq(args: argparse.Namespace) -> int:
 
 def run_pause(args: argparse.Namespace, paused: bool) -> int:
     async def toggle(broker: Broker) -> int:
+        known = set(await broker.queues())
+        for queue in args.queue:  # change nothing when one is unknown
+            if queue not in known:
+                raise QueueNotFound(queue)
         for queue in args.queue:
             await (broker.pause(queue) if paused else broker.resume(queue))
             print(f"{queue} {'paused' if paused else 'resumed'}")
@@ -181,87 +196,23 @@ def run_pause(args: argparse.Namespace, paused: bool) -> int:
     return _broker_run(args, toggle)
 
 
-def add_parsers(sub: Any) -> None:
-    """The worker and admin verbs' arguments."""
-    env = types.env
-    worker = sub.add_parser(
-        "worker",
-        help="run a worker: claim jobs from queues and run a handler on each",
-        description="Runs HANDLER for the jobs of each --queue. SIGINT/SIGTERM stop "
-        "claiming, let running jobs finish within --grace-period, then nack the rest.",
-    )
-    worker.add_argument(
-        "--queue", action="append", required=True, type=types.queue, help="repeatable"
-    )
-    worker.add_argument(
-        "--concurrency",
-        type=types.positive_int,
-        default=env("RELAY_CONCURRENCY", "10"),
-        help="jobs run at once per queue (env RELAY_CONCURRENCY, default %(default)s)",
-    )
-    worker.add_argument(
-        "--handler",
-        default=env("RELAY_HANDLER", "demo"),
-        help="module:function, or 'demo' (env RELAY_HANDLER, default %(default)s)",
-    )
-    worker.add_argument(
-        "--visibility-ms",
-        type=types.positive_int,
-        default=env("RELAY_VISIBILITY_MS", "30000"),
-        help="lease length; heartbeats extend it every third (default %(default)s)",
-    )
-    worker.add_argument(
-        "--grace-period",
-        type=types.non_negative_float,
-        default=env("RELAY_GRACE_PERIOD", "10"),
-        help="seconds running jobs get at shutdown (default %(default)s)",
-    )
-    worker.add_argument(
-        "--demo-fail-rate",
-        type=types.fraction,
-        default=env("RELAY_DEMO_FAIL_RATE", "0.05"),
-        help="share of jobs the demo handler fails (default %(default)s)",
-    )
-    worker.add_argument(
-        "--demo-sleep-ms",
-        type=types.non_negative_float,
-        default=env("RELAY_DEMO_SLEEP_MS", "20"),
-        help="how long the demo handler works on a job (default %(default)s)",
-    )
+def run_queue(args: argparse.Namespace) -> int:
+    async def manage(broker: Broker) -> int:
+        # queue_command == "delete", the only action so far
+        name = args.name
+        try:
+            deleted = await broker.delete_queue(name, force=args.force)
+        except QueueNotEmpty as exc:
+            print(
+                f"relay-trio: queue {name!r} still holds {exc.jobs} job(s); nothing was "
+                "deleted (--force deletes the jobs too)",
+                file=sys.stderr,
+            )
+            return EXIT_QUEUE_NOT_EMPTY
+        print(f"deleted queue {name!r} ({deleted} job{'' if deleted == 1 else 's'})")
+        return 0
 
-    enqueue = sub.add_parser("enqueue", help="add a job (or --count jobs) to a queue")
-    enqueue.add_argument("queue", type=types.queue)
-    enqueue.add_argument("payload", help="the job's payload (text)")
-    enqueue.add_argument("--count", type=types.positive_int, default=1)
-    enqueue.add_argument("--priority", type=types.int_between(0, 255), default=0)
-    enqueue.add_argument("--delay-ms", type=types.int_between(0, 366 * 86_400_000), default=0)
-    enqueue.add_argument("--max-retries", type=types.int_between(0, 1000), default=5)
-    enqueue.add_argument("--idempotency-key", default=None)
-
-    stats = sub.add_parser("stats", help="queue sizes and counters")
-    stats.add_argument("queue", nargs="*", type=types.queue, help="default: every queue")
-    stats.add_argument("--json", action="store_true")
-
-    dlq = sub.add_parser("dlq", help="the dead-letter queue: list, requeue, delete, purge")
-    dlq_sub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
-    dlq_list = dlq_sub.add_parser("list", help="dead jobs, oldest first")
-    dlq_list.add_argument("queue", type=types.queue)
-    dlq_list.add_argument("--limit", type=types.int_between(1, 1000), default=50)
-    dlq_list.add_argument("--offset", type=types.int_between(0, 2**62), default=0)
-    dlq_list.add_argument("--json", action="store_true")
-    requeue = dlq_sub.add_parser("requeue", help="back to ready, attempts reset")
-    requeue.add_argument("queue", type=types.queue)
-    requeue.add_argument("ids", nargs="*", type=types.job_id)
-    requeue.add_argument("--all", action="store_true", help="the whole DLQ")
-    delete = dlq_sub.add_parser("delete", help="delete dead jobs for good")
-    delete.add_argument("queue", type=types.queue)
-    delete.add_argument("ids", nargs="+", type=types.job_id)
-    purge = dlq_sub.add_parser("purge", help="delete the whole DLQ")
-    purge.add_argument("queue", type=types.queue)
-
-    for verb, text in (("pause", "stop claims from queues"), ("resume", "allow claims again")):
-        parser = sub.add_parser(verb, help=text)
-        parser.add_argument("queue", nargs="+", type=types.queue)
+    return _broker_run(args, manage)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -271,6 +222,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dlq": run_dlq,
     "pause": partial(run_pause, paused=True),
     "resume": partial(run_pause, paused=False),
+    "queue": run_queue,
 }
 
-__all__ = ["COMMANDS", "load_handler"]
+__all__ = ["COMMANDS", "EXIT_QUEUE_NOT_EMPTY", "load_handler"]

@@ -18,6 +18,7 @@ import random
 import signal
 import sys
 from functools import partial
+from typing import Any
 
 import trio
 
@@ -26,25 +27,35 @@ from ..demo_handler import make_demo_handler
 from ..embedded import redis_url
 from ..server.config import ServerConfig
 from ..server.serve import serve_relay
-from ..worker import QueueHandler, Worker, WorkerConfig
+from ..worker import MAX_CONCURRENCY, QueueHandler, Worker, WorkerConfig
 from . import types
+from .types import add_number, float_between, int_between
 
 QUEUES = ("emails", "reports", "thumbnails")
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
     demo = sub.add_parser(
         "demo",
+        parents=[conn],
         help="run the demo: Redis, server + dashboard, workers and load, live",
         description="Starts a private redis-server unless --redis-url is given, the "
         "server with its dashboard, a worker and a load generator. Ctrl-C stops all.",
     )
     demo.add_argument("--host", default="127.0.0.1", help="bind address")
-    demo.add_argument("--port", type=types.port, default=8000, help="port (if busy: any)")
-    demo.add_argument("--rate", type=types.positive_int, default=60, help="jobs per second")
-    demo.add_argument("--concurrency", type=types.positive_int, default=8, help="per queue")
-    demo.add_argument("--fail-rate", type=types.fraction, default=0.1, help="failing share")
-    demo.add_argument("--duration", type=types.positive_float, help="stop after N seconds")
+    add_number(demo, "--port", types.port, "port (if busy: any; 0 picks one)", default=8000)
+    add_number(demo, "--rate", int_between(1, 10_000), "jobs enqueued per second", default=60)
+    add_number(
+        demo, "--concurrency", int_between(1, MAX_CONCURRENCY), "jobs at once per queue", default=8
+    )
+    add_number(demo, "--fail-rate", types.fraction, "share of jobs that fail", default=0.1)
+    add_number(
+        demo,
+        "--duration",
+        float_between(0, 7 * 86_400, exclude_low=True),
+        "stop after this many seconds",
+        none="none: until Ctrl-C",
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:

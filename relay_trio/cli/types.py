@@ -1,22 +1,53 @@
-"""Argument types for the command line: each turns bad text into a clear argparse error."""
+"""Argument types for the command line: each turns bad text into a clear argparse error.
+
+A default read from a ``RELAY_*`` variable is an :class:`EnvValue`: argparse
+runs an option's ``type`` on a string default too (only when the flag is not
+given), and the types below then name the variable in their message, so a bad
+variable is one line and exit status 2, like a bad flag.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shlex
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from redis.connection import parse_url
 
 from .._errors import InvalidInput
 from ..job import validate_job_id, validate_queue_name
+from ..keys import validate_prefix
 
 N = TypeVar("N", int, float)
 
 
+class EnvValue(str):
+    """Text from the environment variable ``var`` (a ``str`` to argparse)."""
+
+    var: str
+
+    def __new__(cls, value: str, var: str) -> EnvValue:
+        self = super().__new__(cls, value)
+        self.var = var
+        return self
+
+
 def env(name: str, default: str | None = None) -> str | None:
-    """The value of ``RELAY_*`` variable ``name``; empty counts as unset."""
+    """The value of ``RELAY_*`` variable ``name`` as an :class:`EnvValue`, or
+    ``default`` when it is unset; empty counts as unset."""
     value = os.environ.get(name)
-    return value if value else default
+    return EnvValue(value, name) if value else default
+
+
+def _error(text: str, reason: str, got: str) -> argparse.ArgumentTypeError:
+    """``reason`` (and ``got``) for a flag; ``VAR=value: reason`` for a variable."""
+    if isinstance(text, EnvValue):
+        return argparse.ArgumentTypeError(f"{text.var}={shlex.quote(text)}: {reason}")
+    return argparse.ArgumentTypeError(f"{reason}, got {got}" if got else reason)
 
 
 def one_of(*names: str) -> Callable[[str], str]:
@@ -25,43 +56,100 @@ def one_of(*names: str) -> Callable[[str], str]:
 
     def parse(text: str) -> str:
         if text not in names:
-            raise argparse.ArgumentTypeError(f"{text!r}: choose one of {', '.join(names)}")
+            raise _error(text, f"choose one of {', '.join(names)}", repr(text))
         return text
 
     parse.__name__ = "choice"
     return parse
 
 
-def number(kind: type[N], low: N, high: N, *, exclude_low: bool = False) -> Callable[[str], N]:
-    """A parser for a ``kind`` in [low, high] (or (low, high] with ``exclude_low``)."""
-    noun = "whole number" if kind is int else "number"
-    bounds = f"{'more than' if exclude_low else 'at least'} {_show(low)} and at most {_show(high)}"
+def show(value: float) -> str:
+    """``10,000``, ``0.05``, ``86,400,000``: a bound as people read it."""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:g}"
+    return f"{int(value):,}"
 
-    def parse(text: str) -> N:
+
+@dataclass(frozen=True)
+class Number(Generic[N]):
+    """A parser for a ``kind`` in [low, high] (or (low, high] with ``exclude_low``).
+    Floats must be finite. ``bounds`` is the range in words, for help texts."""
+
+    kind: type[N]
+    low: N
+    high: N
+    exclude_low: bool = False
+
+    @property
+    def bounds(self) -> str:
+        first = "more than" if self.exclude_low else "at least"
+        return f"{first} {show(self.low)} and at most {show(self.high)}"
+
+    @property
+    def noun(self) -> str:
+        return "whole number" if self.kind is int else "number"
+
+    def __call__(self, text: str) -> N:
         try:
-            value = kind(text)
+            value = self.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {noun}") from None
-        if value < low or value > high or (exclude_low and value == low):
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {_show(value)}")
+            raise _error(text, f"not a {self.noun}", repr(text)) from None
+        if not math.isfinite(value):
+            raise _error(text, f"not a finite {self.noun}", repr(text))
+        if value < self.low or value > self.high or (self.exclude_low and value == self.low):
+            raise _error(text, f"must be {self.bounds}", show(value))
         return value
 
-    return parse
+
+def number(kind: type[N], low: N, high: N, *, exclude_low: bool = False) -> Number[N]:
+    return Number(kind, low, high, exclude_low)
 
 
-def _show(value: float) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+def int_between(low: int, high: int) -> Number[int]:
+    return Number(int, low, high)
 
 
-def int_between(low: int, high: int) -> Callable[[str], int]:
-    return number(int, low, high)
+def float_between(low: float, high: float, *, exclude_low: bool = False) -> Number[float]:
+    return Number(float, low, high, exclude_low)
 
 
-positive_int = number(int, 1, 10**9)
-port = number(int, 0, 65535)
-positive_float = number(float, 0.0, 1e6, exclude_low=True)
-non_negative_float = number(float, 0.0, 1e6)
-fraction = number(float, 0.0, 1.0)
+port = int_between(0, 65535)
+fraction = float_between(0.0, 1.0)
+
+
+def add_number(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    kind: Number[Any],
+    text: str,
+    *,
+    default: float | None = None,
+    var: str | None = None,
+    none: str = "none",
+    **options: Any,
+) -> None:
+    """``flag`` of type ``kind``; its help is ``text``, the range, the variable
+    (``var``, read here) and ``default`` (shown as ``none`` when None)."""
+    given = "" if var is None else f"env {var}, "
+    shown = none if default is None else show(default)
+    parser.add_argument(
+        flag,
+        type=kind,
+        default=default if var is None else env(var) or default,
+        help=f"{text}; {kind.bounds} ({given}default {shown})",
+        **options,
+    )
+
+
+def redis_url(text: str) -> str:
+    """A URL redis-py can use (checked without connecting). The message leaves the
+    URL out: it may hold a password."""
+    try:
+        parse_url(text)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        where = f"{text.var}: " if isinstance(text, EnvValue) else ""
+        raise argparse.ArgumentTypeError(f"{where}not a Redis URL ({exc})") from None
+    return text
 
 
 def _validated(check: Callable[[str], str]) -> Callable[[str], str]:
@@ -69,10 +157,14 @@ def _validated(check: Callable[[str], str]) -> Callable[[str], str]:
         try:
             return check(text)
         except InvalidInput as exc:
+            if isinstance(text, EnvValue):  # the message shows the value already
+                raise argparse.ArgumentTypeError(f"{text.var}: {exc.message}") from None
             raise argparse.ArgumentTypeError(exc.message) from None
 
+    parse.__name__ = check.__name__.removeprefix("validate_")
     return parse
 
 
 queue = _validated(validate_queue_name)
 job_id = _validated(validate_job_id)
+prefix = _validated(validate_prefix)

@@ -1,0 +1,321 @@
+"""The ``relay-trio`` command line: every verb's arguments and their ranges.
+
+Every number has a range (shown in ``--help``); a value outside it, from a
+flag or from its ``RELAY_*`` variable, is a one-line message and exit status 2.
+The connection flags (``--redis-url``, ``--prefix``) go before or after the verb.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, NoReturn
+
+from .. import broker as brokermod
+from .. import job as jobmod
+from ..worker import MAX_CONCURRENCY, MAX_JOB_TIMEOUT
+from . import types
+from .commands import EXIT_QUEUE_NOT_EMPTY
+from .demo import add_parser as add_demo_parser
+from .types import add_number, float_between, int_between
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+EXIT_CODES = (
+    "Exit status: 0 done; 1 an error of relay-trio (Redis unreachable, job or queue "
+    "not found ...); 2 a bad command line or RELAY_* variable (nothing was done); "
+    "3 enqueue: the idempotency key already names a job; "
+    f"{EXIT_QUEUE_NOT_EMPTY} queue delete: the queue still holds jobs and --force was "
+    "not given."
+)
+
+# Read by ServerConfig.from_env only (no flag): checked by `server` before it starts.
+SERVER_ENV_ONLY: tuple[tuple[str, types.Number[Any], str], ...] = (
+    ("RELAY_KEEPALIVE_INTERVAL", float_between(0.1, 3600), "seconds between keep-alive comments"),
+    ("RELAY_STREAM_DROP_AFTER", float_between(1, 3600), "seconds before a stuck client is dropped"),
+    ("RELAY_MAX_PAYLOAD_BYTES", int_between(1, 64 * 1024 * 1024), "largest payload, in bytes"),
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """Errors are one line: ``relay-trio worker: error: ...``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_connection_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """``--redis-url`` and ``--prefix``: with their defaults on the top-level parser;
+    without (``SUPPRESS``) on each verb's, so a flag after the verb overrides and
+    an absent one leaves the top-level value alone."""
+    parser.add_argument(
+        "--redis-url",
+        type=types.redis_url,
+        default=types.env("RELAY_REDIS_URL") if defaults else argparse.SUPPRESS,
+        help="Redis to use (env RELAY_REDIS_URL, default "
+        f"{DEFAULT_REDIS_URL}); demo starts a private one when unset",
+    )
+    parser.add_argument(
+        "--prefix",
+        type=types.prefix,
+        default=types.env("RELAY_PREFIX", "relay") if defaults else argparse.SUPPRESS,
+        help="key prefix: 1-64 characters of A-Z a-z 0-9 . _ : - (no braces, which would "
+        "put every queue into one Redis Cluster slot) (env RELAY_PREFIX, default relay)",
+    )
+
+
+def connection_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    add_connection_flags(parent, defaults=False)
+    return parent
+
+
+def add_server_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
+    only = "; ".join(f"{var}: {text}, {kind.bounds}" for var, kind, text in SERVER_ENV_ONLY)
+    server = sub.add_parser(
+        "server",
+        parents=[conn],
+        help="run the HTTP API, the stream and the dashboard (Hypercorn, trio worker)",
+        description="Serves the API, /api/stream and the dashboard. SIGINT/SIGTERM end "
+        "open streams at once and stop the process within a hard deadline. "
+        f"Set by environment only: {only}.",
+    )
+    server.add_argument("--host", default=types.env("RELAY_HOST", "127.0.0.1"), help="bind address")
+    add_number(server, "--port", types.port, "port (0 picks one)", default=8000, var="RELAY_PORT")
+    server.add_argument(
+        "--api-token",
+        default=types.env("RELAY_API_TOKEN"),
+        help="require this bearer token for /api/* (env RELAY_API_TOKEN)",
+    )
+    server.add_argument(
+        "--read-only",
+        action="store_true",
+        default=(types.env("RELAY_READ_ONLY") or "").lower() in ("1", "true", "yes", "on"),
+        help="refuse every mutating API call with 403 (env RELAY_READ_ONLY)",
+    )
+    add_number(
+        server,
+        "--poll-interval",
+        float_between(0.05, 3600),
+        "seconds between hub polls of Redis",
+        default=1.0,
+        var="RELAY_POLL_INTERVAL",
+    )
+    server.add_argument(
+        "--stream-writes",
+        type=types.one_of("tick", "task", "asgi"),  # ServerConfig.stream_writes
+        metavar="{tick,task,asgi}",
+        default=types.env("RELAY_STREAM_WRITES", "tick"),
+        help="who writes stream events to sockets: the hub's tick (default), each "
+        "client's task, or ASGI only (env RELAY_STREAM_WRITES)",
+    )
+    add_number(
+        server,
+        "--keep-alive-timeout",
+        float_between(0.1, 3600),
+        "seconds an idle HTTP keep-alive connection stays open",
+        default=5.0,
+        var="RELAY_KEEP_ALIVE_TIMEOUT",
+    )
+    add_number(
+        server,
+        "--graceful-timeout",
+        float_between(0, 600),
+        "seconds in-flight requests get at shutdown",
+        default=2.0,
+        var="RELAY_GRACEFUL_TIMEOUT",
+    )
+
+
+def add_worker_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
+    worker = sub.add_parser(
+        "worker",
+        parents=[conn],
+        help="run a worker: claim jobs from queues and run a handler on each",
+        description="Runs HANDLER for the jobs of each --queue. SIGINT/SIGTERM stop "
+        "claiming, let running jobs finish within --grace-period, then nack the rest.",
+    )
+    worker.add_argument(
+        "--queue", action="append", required=True, type=types.queue, help="repeatable"
+    )
+    add_number(
+        worker,
+        "--concurrency",
+        int_between(1, MAX_CONCURRENCY),
+        "jobs run at once per queue",
+        default=10,
+        var="RELAY_CONCURRENCY",
+    )
+    worker.add_argument(
+        "--handler",
+        default=types.env("RELAY_HANDLER", "demo"),
+        help="module:function, or 'demo' (env RELAY_HANDLER, default demo)",
+    )
+    add_number(
+        worker,
+        "--visibility-ms",
+        int_between(100, brokermod.MAX_VISIBILITY_MS),
+        "lease length in ms; heartbeats extend it every third",
+        default=30_000,
+        var="RELAY_VISIBILITY_MS",
+    )
+    add_number(
+        worker,
+        "--grace-period",
+        float_between(0, 86_400),
+        "seconds running jobs get at shutdown",
+        default=10.0,
+        var="RELAY_GRACE_PERIOD",
+    )
+    add_number(
+        worker,
+        "--job-timeout",
+        float_between(0, MAX_JOB_TIMEOUT, exclude_low=True),
+        "default per-attempt timeout in seconds for jobs enqueued without a timeout_ms "
+        "of their own: at the timeout an async handler is cancelled and the job nacked "
+        "('timed out after ...'); a thread handler's job comes back through the reaper",
+        var="RELAY_JOB_TIMEOUT",
+        none="none: no timeout",
+        metavar="SECONDS",
+    )
+    add_number(
+        worker,
+        "--demo-fail-rate",
+        types.fraction,
+        "share of jobs the demo handler fails",
+        default=0.05,
+        var="RELAY_DEMO_FAIL_RATE",
+    )
+    add_number(
+        worker,
+        "--demo-sleep-ms",
+        float_between(0, 3_600_000),
+        "how long the demo handler works on a job, in ms",
+        default=20.0,
+        var="RELAY_DEMO_SLEEP_MS",
+    )
+
+
+def add_enqueue_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
+    enqueue = sub.add_parser(
+        "enqueue",
+        parents=[conn],
+        help="add a job (or --count jobs) to a queue",
+        description="Prints each new job's id and state. Exit status 3: the "
+        "--idempotency-key already names a job (its id is printed).",
+    )
+    enqueue.add_argument("queue", type=types.queue)
+    enqueue.add_argument("payload", help="the job's payload (text)")
+    add_number(
+        enqueue,
+        "--count",
+        int_between(1, brokermod.MAX_ENQUEUE_MANY),
+        "how many jobs (one round trip)",
+        default=1,
+    )
+    add_number(
+        enqueue,
+        "--priority",
+        int_between(jobmod.PRIORITY_MIN, jobmod.PRIORITY_MAX),
+        "higher runs first",
+        default=jobmod.DEFAULT_PRIORITY,
+    )
+    add_number(
+        enqueue,
+        "--delay-ms",
+        int_between(0, jobmod.MAX_DELAY_MS),
+        "ms before the job becomes ready (366 days at most)",
+        default=0,
+    )
+    add_number(
+        enqueue,
+        "--max-retries",
+        int_between(0, jobmod.MAX_RETRIES_LIMIT),
+        "the job's max_retries: once its attempts reach this, a failure sends it to the DLQ",
+        default=jobmod.DEFAULT_MAX_RETRIES,
+    )
+    add_number(
+        enqueue,
+        "--timeout-ms",
+        int_between(1, jobmod.MAX_TIMEOUT_MS),
+        "ms each attempt may run (7 days at most)",
+        none="none: the worker's --job-timeout",
+    )
+    enqueue.add_argument(
+        "--idempotency-key",
+        default=None,
+        help=f"at most {jobmod.MAX_IDEMPOTENCY_KEY_LEN} characters; a second enqueue "
+        "with the same key adds nothing (single jobs only)",
+    )
+
+
+def add_admin_parsers(sub: Any, conn: argparse.ArgumentParser) -> None:
+    stats = sub.add_parser("stats", parents=[conn], help="queue sizes and counters")
+    stats.add_argument("queue", nargs="*", type=types.queue, help="default: every queue")
+    stats.add_argument("--json", action="store_true")
+
+    dlq = sub.add_parser(
+        "dlq", parents=[conn], help="the dead-letter queue: list, requeue, delete, purge"
+    )
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    dlq_list = dlq_sub.add_parser("list", parents=[conn], help="dead jobs, oldest first")
+    dlq_list.add_argument("queue", type=types.queue)
+    add_number(
+        dlq_list,
+        "--limit",
+        int_between(1, brokermod.DLQ_PAGE_MAX),
+        "jobs shown",
+        default=brokermod.DLQ_PAGE_DEFAULT,
+    )
+    add_number(dlq_list, "--offset", int_between(0, 2**62), "dead jobs skipped", default=0)
+    dlq_list.add_argument("--json", action="store_true")
+    requeue = dlq_sub.add_parser("requeue", parents=[conn], help="back to ready, attempts reset")
+    requeue.add_argument("queue", type=types.queue)
+    requeue.add_argument("ids", nargs="*", type=types.job_id)
+    requeue.add_argument("--all", action="store_true", help="the whole DLQ")
+    delete = dlq_sub.add_parser("delete", parents=[conn], help="delete dead jobs for good")
+    delete.add_argument("queue", type=types.queue)
+    delete.add_argument("ids", nargs="+", type=types.job_id)
+    purge = dlq_sub.add_parser("purge", parents=[conn], help="delete the whole DLQ")
+    purge.add_argument("queue", type=types.queue)
+
+    for verb, text in (("pause", "stop claims from queues"), ("resume", "allow claims again")):
+        parser = sub.add_parser(
+            verb,
+            parents=[conn],
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}. A queue no job ever created is "
+            "not found (exit status 1).",
+        )
+        parser.add_argument("queue", nargs="+", type=types.queue)
+
+    queue = sub.add_parser("queue", parents=[conn], help="manage queues: delete")
+    queue_sub = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
+    delete_queue = queue_sub.add_parser(
+        "delete",
+        parents=[conn],
+        help="delete a queue: its jobs, counters and settings",
+        description="Deletes queue NAME and every key of it. Exit status: 0 deleted; "
+        f"{EXIT_QUEUE_NOT_EMPTY} it still holds jobs (ready, in flight, delayed or dead) "
+        "and --force was not given: nothing was deleted; 1 no such queue (or Redis failed).",
+    )
+    delete_queue.add_argument("name", metavar="NAME", type=types.queue)
+    delete_queue.add_argument(
+        "--force", action="store_true", help="delete the queue's jobs too, running ones included"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="relay-trio",
+        description="A distributed task queue on Redis for Trio, with a live dashboard.",
+        epilog=EXIT_CODES,
+    )
+    add_connection_flags(parser, defaults=True)
+    conn = connection_parent()
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_server_parser(sub, conn)
+    add_worker_parser(sub, conn)
+    add_enqueue_parser(sub, conn)
+    add_admin_parsers(sub, conn)
+    add_demo_parser(sub, conn)
+    return parser
