@@ -138,11 +138,11 @@ class Worker:
         self.handlers = list(handlers)
         self.config = config or WorkerConfig()
         self.stats = WorkerStats(running={h.queue: 0 for h in handlers})
-        self._running: dict[str, _Run] = {}
+        self._running: dict[tuple[str, str], _Run] = {}  # by (queue, id): see _key
         # finished (to ack) or given back (to release), not yet confirmed by Redis;
         # a later claim of the same job replaces the entry with its new lease
-        self._to_ack: dict[str, Job] = {}
-        self._to_release: dict[str, Job] = {}
+        self._to_ack: dict[tuple[str, str], Job] = {}
+        self._to_release: dict[tuple[str, str], Job] = {}
         self._finisher_wake = trio.Event()
         self._finishing_closed = False
         self._stopping = trio.Event()
@@ -226,7 +226,7 @@ class Worker:
                 if self._adopt(job):
                     slots.release()
                     continue
-                self._running[job.id] = _Run(job, lane)
+                self._running[_key(job)] = _Run(job, lane)
                 self.stats.running[h.queue] += 1
                 lane.pending.append(job)
             if lane.pending and not lane.spares:
@@ -242,13 +242,14 @@ class Worker:
         """A claim returned a job this worker still holds (its lease ran out during
         a stall and a reaper gave it back): keep the one attempt under the new
         lease instead of running the job twice. True if adopted."""
-        run = self._running.get(job.id)
+        key = _key(job)
+        run = self._running.get(key)
         if run is not None:
             run.job = job
-        elif job.id in self._to_ack:
-            self._to_ack[job.id] = job
-        elif job.id in self._to_release:
-            self._to_release[job.id] = job
+        elif key in self._to_ack:
+            self._to_ack[key] = job
+        elif key in self._to_release:
+            self._to_release[key] = job
         else:
             return False
         self.stats.reclaimed += 1
@@ -291,7 +292,7 @@ class Worker:
                 job = pending.popleft()
                 if pending and not lane.spares:
                     self._wake_runner(lane)
-                run = self._running[job.id]
+                run = self._running[_key(job)]
                 run.start()
                 await self._run(run)
             lane.idle.add(me)
@@ -316,7 +317,7 @@ class Worker:
             cancelled = _cancelled_part(exc)
             if cancelled is not None:  # the worker is shutting down (or cancelled)
                 self.stats.cancelled += 1
-                self._to_release[run.job.id] = run.job
+                self._to_release[_key(run.job)] = run.job
                 self._finisher_wake.set()
                 self._finished(run)
                 raise cancelled from None
@@ -324,22 +325,22 @@ class Worker:
         try:
             if error is None:
                 self.stats.succeeded += 1
-                self._to_ack[run.job.id] = run.job
+                self._to_ack[_key(run.job)] = run.job
                 self._finisher_wake.set()
             else:
                 self.stats.failed += 1
                 lease = run.job.lease
                 await self._nack(run.job, error)
                 if run.job.lease != lease:  # claimed again while the nack ran
-                    self._to_release[run.job.id] = run.job
+                    self._to_release[_key(run.job)] = run.job
                     self._finisher_wake.set()
         finally:
             self._finished(run)
 
     def _finished(self, run: _Run) -> None:
-        if self._running.get(run.job.id) is not run:
+        if self._running.get(_key(run.job)) is not run:
             return
-        del self._running[run.job.id]
+        del self._running[_key(run.job)]
         self.stats.running[run.lane.handler.queue] -= 1
         run.lane.slots.release()
         if not self._running and self.stopping:
@@ -384,9 +385,9 @@ class Worker:
             log.warning("%s of %d jobs failed (will retry): %s", what, len(batch), exc)
             return False
         for job, ok in zip(batch, results, strict=True):
-            if pending.get(job.id) is not job:
+            if pending.get(_key(job)) is not job:
                 continue  # claimed again meanwhile: finish it under its new lease
-            del pending[job.id]
+            del pending[_key(job)]
             if releasing:
                 self.stats.released += ok
             elif ok:
@@ -428,6 +429,11 @@ class Worker:
             except Exception as exc:  # RelayError, or anything a foreign key causes
                 log.warning("%s pass on %r failed: %s", what, queue, exc)
             await trio.sleep(interval)
+
+
+def _key(job: Job) -> tuple[str, str]:
+    """Who a job is, whatever its lease: ids are unique per queue only."""
+    return job.queue, job.id
 
 
 def _cancelled_part(exc: BaseException) -> BaseException | None:

@@ -16,8 +16,10 @@ expect(KEYS[1], 'zset')
 expect(KEYS[2], 'zset')
 expect_counter(KEYS[3])
 expect(KEYS[4], 'list')
+local taken = {}  -- ids whose hash exists already (a duplicate id), or came earlier in this call
 for o = 4, #ARGV, W do
-  expect(base .. 'job:' .. ARGV[o], 'hash')
+  local id = ARGV[o]
+  if expect(base .. 'job:' .. id, 'hash') == 'hash' then taken[id] = true end
   local ikey = ARGV[o + 6]
   if ikey ~= '' then
     local dk = base .. 'dedup:' .. ikey
@@ -35,7 +37,7 @@ for o = 4, #ARGV, W do
   local timeout = ARGV[o + 7]
   local jk = base .. 'job:' .. id
   local dup = nil
-  if redis.call('EXISTS', jk) == 1 then
+  if taken[id] then
     dup = id
   elseif ikey ~= '' then
     local dk = base .. 'dedup:' .. ikey
@@ -50,6 +52,7 @@ for o = 4, #ARGV, W do
   else
     local due = now + delay
     if ready_at ~= '' then due = tonumber(ready_at) end
+    taken[id] = true
     local seq = redis.call('INCR', KEYS[3])
     local state = 'ready'
     if due > now then state = 'delayed' end
