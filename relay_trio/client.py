@@ -28,7 +28,8 @@ class RelayClient:
 
     async def enqueue(self, queue: str, payload: bytes | str, **options: Any) -> str:
         """Enqueue one job and return its id. ``options``: ``priority``,
-        ``delay_ms`` or ``ready_at``, ``idempotency_key``, ``max_retries``.
+        ``delay_ms`` or ``ready_at``, ``idempotency_key``, ``max_retries``,
+        ``timeout_ms`` (per attempt; default: the worker's for the queue).
         Raises :class:`DuplicateJob` (with ``existing_id``) for a taken key."""
         result = await self.broker.enqueue(queue, payload, **options)
         if result.duplicate:

@@ -56,6 +56,11 @@ async def test_enqueue_returns_the_new_id(client: RelayClient) -> None:
     )
     delayed = await client.enqueue(Q, "later", delay_ms=60_000)
     assert (await client.get_job(Q, delayed)).state is JobState.DELAYED
+    bounded = await client.enqueue(Q, "bounded", timeout_ms=1500)
+    assert (await client.get_job(Q, bounded)).timeout_ms == 1500
+    assert (await client.get_job(Q, job_id)).timeout_ms is None  # the worker's default
+    (many,) = await client.enqueue_many(Q, ["m"], timeout_ms=250)
+    assert (await client.get_job(Q, many.id)).timeout_ms == 250
 
 
 async def test_a_duplicate_key_raises_with_the_existing_id(client: RelayClient) -> None:
@@ -175,6 +180,9 @@ async def test_get_job_after_ack_is_not_found(client: RelayClient) -> None:
         (lambda c: c.enqueue(Q, "x", max_retries="3"), "max_retries"),
         (lambda c: c.enqueue(Q, 12345), "payload"),
         (lambda c: c.enqueue(Q, "x", idempotency_key="a\nb"), "idempotency_key"),
+        (lambda c: c.enqueue(Q, "x", timeout_ms=0), "timeout_ms"),
+        (lambda c: c.enqueue(Q, "x", timeout_ms=7 * 86_400_000 + 1), "timeout_ms"),
+        (lambda c: c.enqueue(Q, "x", timeout_ms=1.5), "timeout_ms"),
         (lambda c: c.enqueue_many(Q, []), "jobs"),
         (lambda c: c.enqueue_many(Q, ["x"], priority=999), "priority"),
         (lambda c: c.stats("no/slash"), "queue"),
