@@ -271,7 +271,8 @@ class Broker:
         await self.nack(stub, f"undecodable job hash: {exc}", dead=True)
 
     async def ack(self, job: Job) -> bool:
-        """Finish ``job``: True if it was still in flight under its lease."""
+        """Finish ``job``: True if it was still in flight under its lease (or a
+        reaper gave it back to ready and nobody has claimed it since)."""
         return (await self.ack_many([job]))[0]
 
     async def ack_many(self, jobs: Sequence[Job]) -> list[bool]:
@@ -285,7 +286,7 @@ class Broker:
                 args: list[Any] = [q.base]
                 for index in indexes:
                     args += (jobs[index].id, jobs[index].lease)
-                batch.script(script, [q.inflight, q.processed], args)
+                batch.script(script, [q.inflight, q.processed, q.ready], args)
 
         out = [False] * len(jobs)
         if not jobs:

@@ -9,7 +9,9 @@ teardown deletes only the keys under the test's own prefix.
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -17,7 +19,7 @@ import pytest
 import redis
 
 from relay_trio.broker import Broker, open_broker
-from relay_trio.embedded import redis_url
+from relay_trio.embedded import EmbeddedRedis, redis_url
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,17 @@ def rdb(redis_server: RedisServer) -> Iterator[redis.Redis]:
 async def broker(redis_server: RedisServer, prefix: str) -> AsyncIterator[Broker]:
     async with open_broker(redis_server.url, prefix=prefix) as b:
         yield b
+
+
+@pytest.fixture
+def own_redis() -> Iterator[EmbeddedRedis]:
+    """A private redis-server for one test, which may freeze it (SIGSTOP) or break it:
+    never the suite's shared one. Thawed and stopped afterwards."""
+    server = EmbeddedRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGCONT)
+        server.stop()

@@ -452,12 +452,12 @@ async def test_reap_requeues_expired_keeping_priority(broker: Broker) -> None:
     assert still.state is JobState.INFLIGHT
     assert still.lease == live_job.lease
     assert still.deadline_ms == live_job.deadline_ms
-    # A late ack of the reaped claim is refused.
-    assert await broker.ack(claimed) is False
 
     claim = await broker.claim("rq", 10)
     assert [j.id for j in claim.jobs] == [high, high2, *low]
     assert claim.jobs[0].attempts == 2
+    # A late ack of the reaped claim, now claimed again, is refused.
+    assert await broker.ack(claimed) is False
 
 
 async def test_reap_dead_letters_spent_job(broker: Broker) -> None:

@@ -132,6 +132,7 @@ CASES: list[tuple[Op, str, str]] = [
     (_ack, "inflight", "string"),
     (_ack, "processed", "not-a-number"),
     (_ack, "job:inflight", "list"),
+    (_ack, "ready", "string"),
     (_nack, "inflight", "string"),
     (_nack, "delayed", "list"),
     (_nack_dead, "dlq", "string"),
@@ -265,6 +266,31 @@ async def test_release_gives_the_job_back_without_an_attempt(broker: Broker) -> 
     assert await broker.release(job) is False  # the lease is gone: nothing changes
     (again,) = (await broker.claim(Q)).jobs
     assert again.id == job.id and again.attempts == 1
+
+
+# -- a late ack after a reap --------------------------------------------------------------
+
+
+async def test_a_late_ack_counts_until_the_reaped_job_is_claimed_again(
+    broker: Broker, rdb: redis.Redis
+) -> None:
+    """The attempt finished but its ack came after a reaper gave the job back
+    (an outage, say): while nobody has claimed the job since, the ack still
+    finishes it, so it does not run again. Once claimed again, the old lease
+    is stale and the new claim is untouched (fencing)."""
+    q = broker.keys.queue(Q)
+    await broker.enqueue_many(Q, [broker.spec("a"), broker.spec("b")])
+    first, second = (await broker.claim(Q, 2)).jobs
+    rdb.zadd(q.inflight, {first.id: 0, second.id: 0})
+    assert (await broker.reap(Q)).requeued == 2
+    assert await broker.ack(first) is True  # reaped, not yet claimed: acked
+    assert (await broker.stats(Q)).ready == 1
+    (again,) = (await broker.claim(Q)).jobs
+    assert again.id == second.id
+    assert await broker.ack(second) is False  # claimed again: the old lease is stale
+    assert await broker.ack(again) is True
+    s = await broker.stats(Q)
+    assert (s.ready, s.inflight, s.processed_total) == (0, 0, 2)
 
 
 # -- deleting queues -------------------------------------------------------------------

@@ -32,18 +32,6 @@ VISIBILITY_MS = 1000
 FREEZE = 2.5  # seconds: longer than the visibility timeout
 
 
-@pytest.fixture
-def own_redis() -> EmbeddedRedis:
-    server = EmbeddedRedis()
-    server.start()
-    try:
-        yield server  # type: ignore[misc]
-    finally:
-        if server.pid is not None:
-            os.kill(server.pid, signal.SIGCONT)
-        server.stop()
-
-
 @pytest.mark.slow
 async def test_a_worker_survives_its_redis_freezing_and_loses_no_job(
     own_redis: EmbeddedRedis,

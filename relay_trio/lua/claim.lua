@@ -52,7 +52,7 @@ for i, id in ipairs(ids) do
   if f then  -- an id whose hash is gone is only dropped from ready
     f[4], f[5], f[10], f[13] = 'inflight', (tonumber(f[5]) or 0) + 1, lease, deadline
     redis.call('HSET', base .. 'job:' .. id, 'attempts', f[5], 'state', 'inflight',
-      'lease', lease, 'deadline', deadline)
+      'lease', lease, 'deadline', deadline, 'reaped_lease', '')
     leased[#leased + 1] = deadline
     leased[#leased + 1] = id
     out[#out + 1] = f

@@ -1,5 +1,7 @@
 -- reap: in-flight jobs whose visibility deadline passed go back to ready with
 -- their priority (attempts unchanged), or to the DLQ when their attempts are spent.
+-- A requeued job keeps its last lease as reaped_lease until its next claim, so
+-- that a late ack of the attempt that finished still counts (see ack.lua).
 -- Then the DLQ's TTL and cap are applied (oldest first), so retention holds
 -- even when nothing new dies.
 -- KEYS[1] inflight zset   KEYS[2] ready zset   KEYS[3] dlq list   KEYS[4] dead counter
@@ -18,7 +20,8 @@ local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local jobs = {}
 for i, id in ipairs(ids) do
-  jobs[i] = redis.call('HMGET', base .. 'job:' .. id, 'attempts', 'max_retries', 'priority', 'seq')
+  jobs[i] = redis.call('HMGET', base .. 'job:' .. id, 'attempts', 'max_retries', 'priority', 'seq',
+    'lease')
 end
 local requeued, dead = 0, 0
 in_chunks(ids, function(...) redis.call('ZREM', KEYS[1], ...) end)
@@ -33,7 +36,8 @@ for i, id in ipairs(ids) do
       redis.call('RPUSH', KEYS[3], id)
       dead = dead + 1
     else
-      redis.call('HSET', jk, 'state', 'ready', 'lease', '', 'last_error', err)
+      redis.call('HSET', jk, 'state', 'ready', 'lease', '', 'last_error', err,
+        'reaped_lease', j[5] or '')
       redis.call('HDEL', jk, 'deadline')
       redis.call('ZADD', KEYS[2], ready_score(j[3] or 0, j[4] or 0), id)
       requeued = requeued + 1
