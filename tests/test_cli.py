@@ -286,13 +286,13 @@ async def test_an_unreachable_redis_fails_cleanly(prefix: str) -> None:
     assert "unavailable" in stats.err.lower()
 
 
-async def test_a_worker_with_an_unknown_handler_exits_1(cli: Cli) -> None:
+async def test_a_worker_with_an_unknown_handler_exits_2(cli: Cli) -> None:
     missing = await cli("worker", "--queue", Q, "--handler", "no_such_module_xyz:run")
-    assert missing.code == 1
+    assert missing.code == 2
     assert "no_such_module_xyz" in missing.err
     assert "Traceback" not in missing.err
     no_attr = await cli("worker", "--queue", Q, "--handler", "handlers_for_tests:nope")
-    assert no_attr.code == 1
+    assert no_attr.code == 2
     assert "nope" in no_attr.err
     assert "Traceback" not in no_attr.err
 

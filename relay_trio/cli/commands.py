@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from .._errors import InvalidInput, QueueNotEmpty, QueueNotFound
+from .._redact import redact_url
 from ..broker import Broker, open_broker
 from ..demo_handler import make_demo_handler
 from ..worker import Handler, QueueHandler, Worker, WorkerConfig
@@ -81,7 +82,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
     print(
         f"worker on {', '.join(h.queue for h in handlers)} "
-        f"(concurrency {args.concurrency}, handler {args.handler}); Ctrl-C stops",
+        f"(concurrency {args.concurrency}, handler {args.handler}, "
+        f"Redis {redact_url(args.redis_url)}); Ctrl-C stops",
         flush=True,
     )
     return _broker_run(args, work)

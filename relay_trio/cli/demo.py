@@ -22,6 +22,8 @@ from typing import Any
 
 import trio
 
+from .._errors import RelayError, unwrap_group
+from .._redact import redact_url
 from ..broker import Broker, open_broker
 from ..demo_handler import make_demo_handler
 from ..embedded import redis_url
@@ -42,7 +44,7 @@ def add_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
         description="Starts a private redis-server unless --redis-url is given, the "
         "server with its dashboard, a worker and a load generator. Ctrl-C stops all.",
     )
-    demo.add_argument("--host", default="127.0.0.1", help="bind address")
+    demo.add_argument("--host", type=types.host, default="127.0.0.1", help="bind address")
     add_number(demo, "--port", types.port, "port (if busy: any; 0 picks one)", default=8000)
     add_number(demo, "--rate", int_between(1, 10_000), "jobs enqueued per second", default=60)
     add_number(
@@ -61,14 +63,28 @@ def add_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     given = contextlib.nullcontext((args.redis_url, False)) if args.redis_url else None
     with given or redis_url() as (url, owned):
-        print(f"Redis: {url}{' (private, stops with the demo)' if owned else ''}", flush=True)
-        trio.run(_demo, args, url)
+        note = " (private, stops with the demo)" if owned else ""
+        print(f"Redis: {redact_url(url)}{note}", flush=True)
+        try:
+            trio.run(_demo, args, url)
+        except BaseExceptionGroup as group:  # what left the demo's nursery
+            error = unwrap_group(group)
+            if not isinstance(error, RelayError):
+                raise
+            raise error from None  # one line, exit status 1
     return 0
 
 
 async def _demo(args: argparse.Namespace, url: str) -> None:
+    async with open_broker(url, prefix=args.prefix) as broker:
+        await broker.io.ping()  # a Redis it cannot use is one line, before anything starts
+        await _run_all(args, url, broker)
+    print("demo stopped", flush=True)
+
+
+async def _run_all(args: argparse.Namespace, url: str, broker: Broker) -> None:
     stop = trio.Event()
-    async with open_broker(url, prefix=args.prefix) as broker, trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, stop)
         if args.duration:
             nursery.start_soon(_stop_after, stop, args.duration)
@@ -108,7 +124,6 @@ async def _demo(args: argparse.Namespace, url: str) -> None:
         await worker_done.wait()
         server_stop.set()
         nursery.cancel_scope.cancel()
-    print("demo stopped", flush=True)
 
 
 async def _stop_on_signal(stop: trio.Event) -> None:

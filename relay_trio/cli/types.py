@@ -9,18 +9,19 @@ variable is one line and exit status 2, like a bad flag.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import os
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from redis.connection import parse_url
-
 from .._errors import InvalidInput
 from ..job import validate_job_id, validate_queue_name
 from ..keys import validate_prefix
+from ..redis_io import redis_url_problem
 
 N = TypeVar("N", int, float)
 
@@ -142,14 +143,36 @@ def add_number(
 
 
 def redis_url(text: str) -> str:
-    """A URL redis-py can use (checked without connecting). The message leaves the
-    URL out: it may hold a password."""
-    try:
-        parse_url(text)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
+    """A URL redis-py can use (checked without connecting: scheme, port, database,
+    options). The message leaves the URL out: it may hold a password."""
+    problem = redis_url_problem(text)
+    if problem is not None:
         where = f"{text.var}: " if isinstance(text, EnvValue) else ""
-        raise argparse.ArgumentTypeError(f"{where}not a Redis URL ({exc})") from None
+        raise argparse.ArgumentTypeError(f"{where}not a Redis URL ({problem})")
     return text
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def host(text: str) -> str:
+    """An address to listen on: an IP address (v4, or v6 with or without brackets)
+    or a host name (dot-separated labels of letters, digits and hyphens, the last
+    not all digits: ``999.1.1.1`` is no address). Whether a name resolves, and
+    whether the address is this host's, only binding can tell."""
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    labels = text.removesuffix(".").split(".")
+    if (
+        len(text) <= 253
+        and all(_HOST_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    ):
+        return text
+    raise _error(text, "not an IP address or a host name", repr(text))
 
 
 def _validated(check: Callable[[str], str]) -> Callable[[str], str]:
