@@ -590,8 +590,10 @@ async def test_bearer_token(redis_server: Any, prefix: str) -> None:
         assert (await client.get("/api/queues", headers=ok)).status_code == 200
         r = await client.post("/api/queues/q/jobs", json={"payload": "x"}, headers=ok)
         assert r.status_code == 201
-        for open_path in ("/healthz", "/readyz", "/metrics"):
+        for open_path in ("/healthz", "/readyz"):
             assert (await client.get(open_path)).status_code == 200
+        await error_of(await client.get("/metrics"), 401)  # queue names and depths: no
+        assert (await client.get("/metrics", headers=ok)).status_code == 200
 
 
 async def test_read_only(redis_server: Any, rdb: redis.Redis, prefix: str) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pytest
@@ -544,3 +545,39 @@ def test_auth_mode_asks_for_the_token_once(
     page.reload()  # the token is kept for the tab: no new prompt
     wait_live(page)
     expect(prompt).to_be_hidden()
+
+
+def test_auth_mode_streams_with_one_time_tickets_and_never_puts_the_token_in_a_url(
+    context: BrowserContext, make_server: Callable[..., Server]
+) -> None:
+    token = "tökén-✓-" + secrets.token_hex(4)  # any text: sent as its UTF-8 bytes
+    port = free_port()
+    server = make_server("--api-token", token, port=port)
+    server.broker(lambda b: b.enqueue("tickets", "x"))
+    page = context.new_page()
+    errors = console_errors(page)
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    page.add_init_script(HELP_SEEN)
+    page.goto(f"{server.url}/#queue=tickets")
+    page.get_by_label("Token", exact=True).fill(token)
+    page.get_by_role("button", name="Connect").click()
+    wait_live(page)
+    expect(page.locator("#t-ready")).to_have_text("1")
+
+    # the server goes and comes back: a spent ticket is never sent again, a fresh one is
+    server.kill()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+    server.broker(lambda b: b.enqueue("tickets", "y"))
+    make_server("--api-token", token, port=port, prefix=server.prefix)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=12_000)
+    expect(page.locator("#t-ready")).to_have_text("2")
+    page.reload()  # the token is kept for the tab: a new ticket, no new prompt
+    wait_live(page)
+
+    streams = [url for url in urls if urlsplit(url).path == "/api/stream"]
+    tickets = [parse_qs(urlsplit(url).query)["ticket"][0] for url in streams]
+    assert len(tickets) >= 3 and len(set(tickets)) == len(tickets), streams
+    assert not any(token in unquote(url) for url in urls), urls
+    assert not any("access_token" in url for url in urls), urls
+    assert [e for e in errors if e.startswith("uncaught")] == []  # (a 401, a cut stream: logged)

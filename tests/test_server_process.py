@@ -66,7 +66,7 @@ def open_stream(url: str, *, read: bool = True) -> socket.socket:
     sock = socket.create_connection((host, int(port)), timeout=5)
     if not read:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.sendall(b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     if read:
         received = b""
         while b"\nid: " not in received:

@@ -60,7 +60,7 @@ async def open_raw_stream(port: int, version: str = "1.1", rcvbuf: int | None = 
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     await sock.connect(("127.0.0.1", port))
     stream = trio.SocketStream(sock)
-    await stream.send_all(f"GET /api/stream HTTP/{version}\r\nHost: x\r\n\r\n".encode())
+    await stream.send_all(f"GET /api/stream HTTP/{version}\r\nHost: 127.0.0.1\r\n\r\n".encode())
     return stream
 
 

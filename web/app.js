@@ -94,7 +94,7 @@ class ApiError extends Error {
 
 async function api(method, path, body) {
   const headers = { Accept: "application/json" };
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  if (state.token) headers.Authorization = `Bearer ${L.headerValue(state.token)}`;
   const init = { method, headers, cache: "no-store" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -237,16 +237,20 @@ function reauthenticate(refused) {
   connect(refused);
 }
 
-// -- connecting: /api/info first (auth, read-only), then the stream ---------------------
+// -- connecting: /api/info first (auth, read-only), a ticket, then the stream --------------
 
 async function connect(refused = false) {
   if (state.connecting) return;
   state.connecting = true;
   try {
     let delay = 1000;
+    let ticket = null;
     for (;;) {
       try {
         state.info = await api("GET", "/api/info");
+        // With a token, the stream takes a ticket good for this one connection: the
+        // stream's URL, which proxies and the history keep, never holds the token.
+        if (state.info.auth_required) ticket = (await api("POST", "/api/stream/ticket")).ticket;
         break;
       } catch (err) {
         if (err.status === 401) {
@@ -263,7 +267,7 @@ async function connect(refused = false) {
       }
     }
     applyInfo();
-    openStream();
+    openStream(ticket);
   } finally {
     state.connecting = false;
   }
@@ -277,12 +281,9 @@ function applyInfo() {
   renderTokenButton();
 }
 
-function openStream() {
+function openStream(ticket) {
   closeStream();
-  const url = state.token
-    ? `/api/stream?access_token=${encodeURIComponent(state.token)}`
-    : "/api/stream";
-  const source = new EventSource(url);
+  const source = new EventSource(L.streamUrl(ticket));
   state.stream = source;
   state.seedTs = undefined; // the first snapshot of this stream is the hub's cached one
   source.onmessage = (event) => {
@@ -299,9 +300,10 @@ function openStream() {
     if (source !== state.stream) return;
     state.errored = true;
     renderConnection();
-    // CONNECTING: the browser retries by itself (the server's retry: hint).
-    // CLOSED (an HTTP error such as 401 or 503): we retry, asking /api/info first.
-    if (source.readyState === EventSource.CLOSED) scheduleReconnect();
+    // CONNECTING: the browser retries by itself (the server's retry: hint), but not
+    // with a ticket: it would send the spent one again. CLOSED (an HTTP error such
+    // as 401 or 503): we retry. Ours asks /api/info first, then for a fresh ticket.
+    if (ticket || source.readyState === EventSource.CLOSED) scheduleReconnect();
   };
 }
 

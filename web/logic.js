@@ -264,6 +264,28 @@ export function pickQueue(names, wanted, current) {
   return names.length ? names[0] : null;
 }
 
+// -- credentials -----------------------------------------------------------------------
+
+/**
+ * A token as an HTTP header value: its UTF-8 bytes, one character per byte. fetch()
+ * sends each character of a header as one byte (and refuses any above U+00FF), and the
+ * server compares its token's UTF-8 bytes: so a token of any text works.
+ */
+export function headerValue(text) {
+  let out = "";
+  for (const byte of new TextEncoder().encode(String(text ?? ""))) out += String.fromCharCode(byte);
+  return out;
+}
+
+/**
+ * The stream's URL: with the one-time ticket of this connection when the server wants
+ * a token (EventSource cannot send headers), else none. Never the token itself: proxies
+ * and the browser's history keep URLs.
+ */
+export function streamUrl(ticket) {
+  return ticket ? `/api/stream?ticket=${encodeURIComponent(ticket)}` : "/api/stream";
+}
+
 // -- the enqueue form ------------------------------------------------------------------
 
 function integerField(raw, name, low, high, fallback) {

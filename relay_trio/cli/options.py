@@ -79,12 +79,33 @@ def add_server_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
         "open streams at once and stop the process within a hard deadline. "
         f"Set by environment only: {only}.",
     )
-    server.add_argument("--host", default=types.env("RELAY_HOST", "127.0.0.1"), help="bind address")
+    server.add_argument(
+        "--host",
+        default=types.env("RELAY_HOST", "127.0.0.1"),
+        help="bind address (env RELAY_HOST, default 127.0.0.1); bound to 0.0.0.0 or ::, "
+        "the server still answers only to the Host names localhost, 127.0.0.1 and [::1]: "
+        "give every name and address clients use with --allowed-host",
+    )
     add_number(server, "--port", types.port, "port (0 picks one)", default=8000, var="RELAY_PORT")
+    server.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="a host name or IP address this server answers to (any port), besides the "
+        "bind address, localhost, 127.0.0.1 and [::1]; repeatable. A request with any "
+        "other Host header gets 421 (against DNS rebinding), except /healthz and /readyz. "
+        "'*' allows any Host: only behind a proxy that checks Host itself "
+        "(env RELAY_ALLOWED_HOSTS, comma-separated; the flags replace it)",
+    )
     server.add_argument(
         "--api-token",
         default=types.env("RELAY_API_TOKEN"),
-        help="require this bearer token for /api/* (env RELAY_API_TOKEN)",
+        help="require this bearer token for /api/* and /metrics (env RELAY_API_TOKEN)",
+    )
+    server.add_argument(
+        "--metrics-token",
+        default=types.env("RELAY_METRICS_TOKEN"),
+        help="require this bearer token, and no other, for /metrics (env RELAY_METRICS_TOKEN)",
     )
     server.add_argument(
         "--read-only",

@@ -1,4 +1,4 @@
-"""The Quart-Trio application: routes, auth, read-only mode, lifecycle.
+"""The Quart-Trio application: routes, lifecycle, JSON errors (access rules: :mod:`.auth`).
 
 Lifecycle: ``before_serving`` opens the broker and starts the hub in the app's
 own nursery (the lifespan nursery quart-trio keeps in ``app.nursery``); the
@@ -8,17 +8,19 @@ and the broker. Requests never spawn work into the app's nursery.
 
 from __future__ import annotations
 
-import hmac
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 from hypercorn.typing import ASGISendCallable
-from quart import Response, request
+from quart import Response, jsonify
+from quart.typing import ResponseReturnValue
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from .._errors import RedisUnavailable, RelayError
 from ..broker import Broker
@@ -26,6 +28,7 @@ from ..hub import Hub
 from ..metrics import CONTENT_TYPE, Metrics
 from ..redis_io import RedisIO
 from .api import api
+from .auth import Access
 from .config import ServerConfig
 from .errors import json_error
 from .state import RelayState, relay_state
@@ -59,9 +62,27 @@ class _Connection(TrioASGIHTTPConnection):
 class RelayApp(QuartTrio):
     asgi_http_class = _Connection
 
+    def allow_bind_address(self, host: str) -> None:
+        """Answer to ``host`` (the address the server binds) as a Host too."""
+        access: Access = self.extensions["relay_access"]
+        access.hosts.add_bind_address(host)
+
+    async def handle_http_exception(
+        self, error: HTTPException
+    ) -> HTTPException | ResponseReturnValue:
+        """A redirect of the router (``/api//info`` → ``/api/info``) is JSON too,
+        its Location relative (right behind a TLS proxy as well); Quart would send
+        Werkzeug's HTML page, as it gives no handler a routing exception."""
+        if isinstance(error, RequestRedirect):
+            target = urlsplit(error.new_url)
+            location = target.path + (f"?{target.query}" if target.query else "")
+            response, status = json_error(f"moved permanently to {location}", error.code)
+            response.headers["Location"] = location
+            return response, status
+        return await super().handle_http_exception(error)
+
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
-MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ASSET_TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".mjs": "text/javascript; charset=utf-8",
@@ -96,7 +117,10 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
     app.config["MAX_CONTENT_LENGTH"] = config.max_payload_bytes * 2 + 64 * 1024
     app.config["JSON_SORT_KEYS"] = False
     state = RelayState(config=config, metrics=metrics or Metrics())
+    access = Access(config)
     app.extensions["relay"] = state
+    app.extensions["relay_access"] = access
+    app.before_request(access.guard)  # Host, credentials, read-only, CSRF: every request
     app.register_blueprint(api)
     app.register_blueprint(stream)
 
@@ -132,25 +156,6 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
         if state.broker is not None:
             await state.broker.aclose()
 
-    @app.before_request
-    async def guard() -> tuple[Response, int] | None:
-        path = request.path
-        if not path.startswith("/api/"):
-            return None
-        if config.api_token is not None:
-            supplied = _bearer_token() or (
-                request.args.get("access_token") if path == "/api/stream" else None
-            )
-            if supplied is None or not hmac.compare_digest(supplied, config.api_token):
-                response, status = json_error("missing or wrong bearer token", 401)
-                response.headers["WWW-Authenticate"] = 'Bearer realm="relay-trio"'
-                return response, status
-        if config.read_only and request.method in MUTATING:
-            return json_error("the server is read-only", 403)
-        if request.method in MUTATING and not _same_origin():
-            return json_error("cross-origin requests may not change anything", 403)
-        return None
-
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -160,7 +165,10 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
         try:
             await relay_state().serving_broker.io.ping()
         except RelayError as exc:
-            return json_error(f"Redis is not ready: {exc}", 503)
+            # Redis's own words (an address, "invalid username-password pair") only
+            # for those who may use the API
+            why = f": {exc}" if access.may_see_details() else ""
+            return jsonify({"error": f"Redis is not ready{why}", "status": "not ready"}), 503
         return {"status": "ready"}
 
     @app.get("/metrics")
@@ -229,19 +237,3 @@ def dashboard_asset(name: str) -> tuple[Path, str] | None:
     if not path.is_relative_to(root) or not path.is_file():
         return None
     return path, content_type
-
-
-def _same_origin() -> bool:
-    """A browser's Origin header, when sent, must name this server (CSRF guard)."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    return origin.split("://", 1)[-1].rstrip("/") == request.host
-
-
-def _bearer_token() -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()

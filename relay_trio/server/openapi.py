@@ -241,12 +241,16 @@ def _schemas(max_payload_bytes: int) -> Schema:
             {"rate": {"type": ["number", "null"]}, "burst": {"type": ["integer", "null"]}},
             ["rate", "burst"],
         ),
+        "StreamTicket": _object(
+            {"ticket": {"type": "string"}, "expires_in": {"type": "number", "exclusiveMinimum": 0}},
+            ["ticket", "expires_in"],
+        ),
         "ServerInfo": _object(
             {
                 "read_only": {"type": "boolean", "description": "mutating calls are refused (403)"},
                 "auth_required": {
                     "type": "boolean",
-                    "description": "/api/* wants a bearer token (the stream: ?access_token=)",
+                    "description": "/api/* and /metrics want a bearer token",
                 },
                 "version": {"type": "string"},
             },
@@ -468,7 +472,9 @@ def _paths() -> Schema:
                 "operationId": "stream",
                 "summary": "Server-Sent Events: a snapshot of every queue per poll",
                 "tags": ["ops"],
-                "description": "The token may also come as ?access_token= here.",
+                "description": "With a token set: Authorization: Bearer, or ?ticket= from "
+                "POST /api/stream/ticket (good once); ?access_token= is refused.",
+                "parameters": [{"name": "ticket", "in": "query", "schema": {"type": "string"}}],
                 "responses": {
                     "200": {
                         "description": "the stream",
@@ -479,19 +485,30 @@ def _paths() -> Schema:
                 },
             }
         },
+        "/api/stream/ticket": {
+            "post": _op(
+                "streamTicket",
+                "A one-time credential for GET /api/stream?ticket= (EventSource sends no headers)",
+                (200, _ref("StreamTicket"), "good once, for the stream only, for expires_in s"),
+                (401, 403),
+                params=(),
+                tag="ops",
+            )
+        },
         "/healthz": {"get": _plain("healthz", "The process is up", {"status": {"const": "ok"}})},
         "/readyz": {"get": _plain("readyz", "Redis answers", {"status": {"const": "ready"}}, 503)},
         "/metrics": {
             "get": {
                 "operationId": "metrics",
                 "summary": "Prometheus metrics",
+                "description": "With a metrics token set, it is the only bearer token taken.",
                 "tags": ["ops"],
-                "security": [],
                 "responses": {
                     "200": {
                         "description": "text format 0.0.4",
                         "content": {"text/plain": {"schema": text}},
-                    }
+                    },
+                    "401": _json(_ref("Error"), ERRORS[401]),
                 },
             }
         },
@@ -517,7 +534,8 @@ def build_openapi(*, max_payload_bytes: int = jobmod.DEFAULT_MAX_PAYLOAD_BYTES) 
         "info": {
             "title": "relay-trio",
             "version": "1",
-            "description": 'A distributed task queue on Redis. Every error is {"error": "..."}.',
+            "description": 'A distributed task queue on Redis. Every error is {"error": "..."}; '
+            "a Host the server does not answer to is 421 (but /healthz, /readyz).",
         },
         "security": [{"bearerAuth": []}, {}],
         "paths": _paths(),

@@ -12,6 +12,9 @@ is set (or SIGINT/SIGTERM arrives, when ``handle_signals``). Shutdown, in order:
    Hypercorn and cannot be cancelled; the ``relay-trio server`` command
    therefore also arms a last-resort timer that exits the process. The server
    holds no state of its own, so nothing is lost by that exit.
+
+An address it cannot listen on (in use, not this host's, a name that does not
+resolve) is one :class:`~relay_trio.ListenError`, raised before ``started``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from .._errors import ListenError, unwrap_group
 from .app import RelayApp, create_app
 from .config import ServerConfig
 
@@ -59,11 +63,14 @@ async def serve_relay(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``stop`` is set; ``task_status.started(binds)`` gives the bound
-    URLs (so port 0 works). Returns once the server is down.
+    URLs (so port 0 works). Returns once the server is down. Raises
+    :class:`ListenError` (an ``OSError`` with the system's ``errno``) if it
+    cannot listen on ``host``:``port``.
 
     ``exit_process_after`` (for the command line only) arms a timer, once the
     stop comes, that ends the whole process if it is still running then."""
     app = create_app(config) if app is None else app
+    app.allow_bind_address(host)  # a Host the app answers to, besides localhost
     stop = trio.Event() if stop is None else stop
     hc = hypercorn_config(
         host, port, graceful_timeout=graceful_timeout, keep_alive_timeout=keep_alive_timeout
@@ -75,6 +82,7 @@ async def serve_relay(
         if hub is not None:
             hub.close()
 
+    failure: ListenError | None = None
     async with trio.open_nursery() as nursery:
         if handle_signals:
             nursery.start_soon(_stop_on_signal, stop)
@@ -93,8 +101,19 @@ async def serve_relay(
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(hard_stop)
-        binds = await nursery.start(partial(run))
-        task_status.started(binds)
+        try:
+            binds = await nursery.start(partial(run))
+        except (OSError, BaseExceptionGroup) as exc:  # Hypercorn's nurseries wrap it
+            reason = unwrap_group(exc)
+            if not isinstance(reason, OSError):
+                raise
+            failure = ListenError(hc.bind[0], reason)
+            failure.__cause__ = reason
+            nursery.cancel_scope.cancel()
+        else:
+            task_status.started(binds)
+    if failure is not None:
+        raise failure
 
 
 async def _stop_on_signal(stop: trio.Event) -> None:

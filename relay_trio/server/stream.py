@@ -14,6 +14,13 @@ took the snapshot from its channel (``"task"``) — and otherwise sends them as
 ASGI body messages. When the client goes away the subscription
 leaves the hub; when the hub closes (shutdown) or drops this subscriber, the
 stream ends (a stream whose last chunk was cut part-way is closed instead).
+
+``POST /api/stream/ticket`` gives a browser the credential for one stream: with
+an API token set, EventSource (which cannot send headers) opens
+``/api/stream?ticket=<ticket>``; the ticket is short-lived, good for one
+connection and for the stream only, so a URL that proxies and browser history
+keep holds nothing worth stealing. Who may get one is checked by the app's guard
+(:mod:`.auth`), like everything under ``/api/``.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, jsonify, request
 from quart.utils import encode_headers
 
 from ..hub import Hub, HubClosed
+from .auth import relay_access
 from .direct import SocketWriter
 from .errors import json_error
 from .state import relay_state
@@ -104,6 +112,16 @@ async def get_stream() -> Response | tuple[Response, int]:
     if request.method == "HEAD":  # the head only: no subscription, no endless body
         return Response(b"", mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
     return EventStreamResponse(hub, state.config.stream_retry_ms, writes=state.config.stream_writes)
+
+
+@stream.post("/api/stream/ticket")
+async def stream_ticket() -> Response:
+    """``{ticket, expires_in}``: a one-time credential for ``GET /api/stream?ticket=``."""
+    tickets = relay_access().tickets
+    ttl = tickets.ttl
+    response = jsonify({"ticket": tickets.issue(), "expires_in": int(ttl) if ttl % 1 == 0 else ttl})
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 __all__ = ["EventStreamResponse", "HubClosed", "stream"]

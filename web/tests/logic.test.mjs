@@ -17,6 +17,7 @@ import {
   formatCompact,
   formatCount,
   formatRate,
+  headerValue,
   latestRate,
   maxGap,
   medianInterval,
@@ -25,6 +26,7 @@ import {
   preview,
   rateBetween,
   shortId,
+  streamUrl,
   toPoint,
   trimWindow,
 } from "../logic.js";
@@ -318,5 +320,26 @@ describe("enqueue form", () => {
     assert.equal(describeError(409, { error: "taken", id: "x" }), "409 · taken");
     assert.equal(describeError(500, "<html>", "oops"), "500 · oops");
     assert.equal(describeError(0, null, "network down"), "network down");
+  });
+});
+
+describe("credentials", () => {
+  test("a header value carries the token's UTF-8 bytes, one character each", () => {
+    assert.equal(headerValue("s3cret"), "s3cret");
+    assert.equal(headerValue("é"), "\u00c3\u00a9");
+    assert.equal(headerValue("à"), "\u00c3\u00a0");
+    assert.equal(headerValue("✓"), "\u00e2\u009c\u0093");
+    for (const token of ["é-ünï", "日本", "🔑"]) {
+      const value = headerValue(token);
+      assert.ok([...value].every((c) => c.charCodeAt(0) <= 0xff));
+      const bytes = Uint8Array.from(value, (c) => c.charCodeAt(0));
+      assert.equal(new TextDecoder().decode(bytes), token);
+    }
+  });
+
+  test("the stream URL carries a ticket, never anything else", () => {
+    assert.equal(streamUrl(null), "/api/stream");
+    assert.equal(streamUrl(""), "/api/stream");
+    assert.equal(streamUrl("1.a-b_c.d/e+f"), "/api/stream?ticket=1.a-b_c.d%2Fe%2Bf");
   });
 });
