@@ -194,6 +194,20 @@ async def test_bad_input_found_after_parsing_exits_2(argv: tuple[str, ...], word
     assert words in one_line(await cli("--redis-url", REFUSED_URL, *argv), 2)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        (f"redis://:{PASSWORD}@127.0.0.1:6379/0", "stats"),  # the URL where the verb goes
+        ("stats", f"redis://:{PASSWORD}@127.0.0.1:6379/0"),  # ... or the queue name
+    ],
+    ids=["as-verb", "as-queue"],
+)
+async def test_a_mistyped_url_is_not_echoed_with_its_password(argv: tuple[str, ...]) -> None:
+    """argparse repeats what it refuses; the password in it is masked."""
+    line = one_line(await cli(*argv), 2)
+    assert "redis://:***@127.0.0.1:6379/0" in line
+
+
 # -- the server cannot listen: one line, exit status 1 ---------------------------------
 
 

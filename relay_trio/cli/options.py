@@ -11,6 +11,7 @@ import argparse
 from typing import Any, NoReturn
 
 from .. import broker as brokermod
+from .._redact import redact_text
 from .. import job as jobmod
 from ..worker import MAX_CONCURRENCY, MAX_JOB_TIMEOUT
 from . import types
@@ -40,7 +41,8 @@ class Parser(argparse.ArgumentParser):
     """Errors are one line: ``relay-trio worker: error: ...``, exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # argparse echoes what was typed: a mistyped Redis URL may hold a password
+        self.exit(2, f"{self.prog}: error: {redact_text(message)} (see {self.prog} --help)\n")
 
 
 def add_connection_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
