@@ -17,9 +17,9 @@ Ownership and lifetime:
   own memory channel of size 1: **latest wins** — an unread snapshot is replaced
   by the newer one, so a slow subscriber holds one snapshot at most and can
   block neither the poller nor anyone else.
-* A subscriber may attach a *writer* (the server's socket fast path): the tick
-  then hands the snapshot to it directly, waking no task, and falls back to
-  the channel whenever the writer refuses or something waits there already.
+* The channel is the only way a snapshot leaves the hub: it does no socket
+  I/O and knows nothing of HTTP. (The server's fan-out to thousands of
+  streams is one subscriber of its own: :mod:`relay_trio.server.broadcast`.)
 * A new subscriber is seeded with the cached snapshot at once while the poller
   runs; after an idle spell the cache is stale, and the poller, starting, polls
   at once instead.
@@ -60,8 +60,6 @@ class HubMetrics(Protocol):
 
     def hub_event(self, event: str, value: float = 1.0) -> None: ...
 
-    def set_depths(self, queues: Sequence[Mapping[str, Any]]) -> None: ...
-
 
 class HubClosed(Exception):
     """The hub is shutting down (or not serving): no new subscriptions."""
@@ -87,28 +85,14 @@ def encode_event(seq: int, entries: Sequence[Mapping[str, Any]]) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (seq, data.encode())
 
 
-class DirectWriter(Protocol):
-    """Hands an event to the subscriber's transport at once, from the hub's tick."""
-
-    def write_now(self, event: bytes) -> bool:
-        """True if ``event`` was delivered whole; False (nothing or a part that the
-        writer itself will finish) to send it through the channel instead."""
-        ...
-
-
 class Subscription:
-    """One subscriber's end: :meth:`receive` waits for the newest snapshot.
-
-    A subscriber may set :attr:`writer`: the hub then first tries to deliver
-    each snapshot through it, without waking the subscriber's task, and uses the
-    channel only when the writer refuses (latest wins there as always)."""
+    """One subscriber's end: :meth:`receive` waits for the newest snapshot."""
 
     def __init__(self, now: float) -> None:
         self._send, self._recv = trio.open_memory_channel[Snapshot](1)
         self._waiting = False
         self.last_taken = now
         self.dropped = False
-        self.writer: DirectWriter | None = None
         self.cancel_scope = trio.CancelScope()
         """Cancelled when the hub drops this subscriber or closes; a consumer may
         run its sending inside it."""
@@ -136,14 +120,6 @@ class Subscription:
         """A snapshot waits unread in the channel."""
         return self._waiting
 
-    def write_now(self, snapshot: Snapshot, now: float) -> bool:
-        """Deliver through :attr:`writer` if there is one and nothing waits in the
-        channel (which would have to go first); True if delivered."""
-        if self.writer is None or self._waiting or not self.writer.write_now(snapshot.event):
-            return False
-        self.last_taken = now
-        return True
-
     def offer(self, snapshot: Snapshot) -> bool:
         """Hand over ``snapshot``, replacing an unread one. True if one was replaced."""
         replaced = False
@@ -164,7 +140,6 @@ class Subscription:
         with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             self._recv.receive_nowait()
         self._waiting = False
-        self.writer = None
         self._send.close()
         self.cancel_scope.cancel()
 
@@ -194,8 +169,6 @@ class Hub:
         self.latest: Snapshot | None = None
         self.polls = 0
         self.poll_errors = 0
-        self.direct_writes = 0
-        """Snapshots delivered through a subscriber's writer, with no task woken."""
         self._seq = 0
 
     @property
@@ -284,7 +257,7 @@ class Hub:
         self._last_offer = now
         keepalive = Snapshot(self._seq, (), KEEPALIVE_EVENT, now)
         for subscription in list(self._subscribers):
-            if not subscription.pending and not subscription.write_now(keepalive, now):
+            if not subscription.pending:
                 subscription.offer(keepalive)
 
     async def _tick(self) -> None:
@@ -294,8 +267,6 @@ class Hub:
         try:
             entries = list(await self._source())
             event = encode_event(self._seq + 1, entries)
-            if self._metrics is not None:
-                self._metrics.set_depths(entries)
         except Exception as exc:  # a failed tick is skipped; the poller lives on
             self.poll_errors += 1
             self._report("poll_errors")
@@ -307,17 +278,11 @@ class Hub:
         snapshot = Snapshot(self._seq, entries, event, now)
         self.latest = snapshot
         self._last_offer = now
-        written = 0
         for subscription in list(self._subscribers):
             if subscription.pending and now - subscription.last_taken >= self.drop_after:
                 self._drop(subscription)
-            elif subscription.write_now(snapshot, now):
-                written += 1
             elif subscription.offer(snapshot):
                 self._report("snapshots_dropped")
-        self.direct_writes += written
-        if written:
-            self._report("direct_writes", written)
 
     def _drop(self, subscription: Subscription) -> None:
         subscription.dropped = True

@@ -69,9 +69,29 @@ class Metrics:
         self.hub_clients_dropped = Counter(
             "relay_hub_clients_dropped", "Subscribers dropped for taking no data", registry=r
         )
-        self.hub_direct_writes = Counter(
-            "relay_hub_direct_writes",
-            "Snapshots written straight to a subscriber's socket by the hub's tick",
+        self.streams_opened = Counter(
+            "relay_streams_opened",
+            "Streams opened, by how their events are sent: fast (the broadcaster "
+            "writes the socket) or asgi",
+            ["path"],
+            registry=r,
+        )
+        self.fast_path_available = Gauge(
+            "relay_stream_fast_path_available",
+            "1 when the socket fast path can serve streams here (supported Hypercorn and h11)",
+            registry=r,
+        )
+        self.fast_path_streams = Gauge(
+            "relay_stream_fast_path_streams", "Open streams the broadcaster writes", registry=r
+        )
+        self.fast_path_writes = Counter(
+            "relay_stream_fast_path_writes",
+            "Events the broadcaster wrote straight to a socket, with no task woken",
+            registry=r,
+        )
+        self.fast_path_handovers = Counter(
+            "relay_stream_fast_path_handovers",
+            "Events left to a stream's own task: its socket could not take them at once",
             registry=r,
         )
         self._depth_queues: set[str] = set()
@@ -91,7 +111,7 @@ class Metrics:
 
     def hub_event(self, event: str, value: float = 1.0) -> None:
         """The hub's own metrics: subscribers (a level), polls, poll_errors,
-        poll_duration (seconds), snapshots_dropped, clients_dropped, direct_writes."""
+        poll_duration (seconds), snapshots_dropped, clients_dropped."""
         if event == "subscribers":
             self.hub_subscribers.set(value)
         elif event == "poll_duration":
@@ -102,7 +122,24 @@ class Metrics:
                 "poll_errors": self.hub_poll_errors,
                 "snapshots_dropped": self.hub_snapshots_dropped,
                 "clients_dropped": self.hub_clients_dropped,
-                "direct_writes": self.hub_direct_writes,
+            }[event].inc(value)
+
+    # -- from the stream and its broadcaster -----------------------------------------
+
+    def stream_opened(self, path: str) -> None:
+        self.streams_opened.labels(path).inc()
+
+    def stream_event(self, event: str, value: float = 1.0) -> None:
+        """The broadcaster's: fast_path_streams (a level), fast_path_writes,
+        fast_path_handovers, and the drops it shares with the hub's counters."""
+        if event == "fast_path_streams":
+            self.fast_path_streams.set(value)
+        else:
+            {
+                "fast_path_writes": self.fast_path_writes,
+                "fast_path_handovers": self.fast_path_handovers,
+                "snapshots_dropped": self.hub_snapshots_dropped,
+                "clients_dropped": self.hub_clients_dropped,
             }[event].inc(value)
 
     def set_depths(self, queues: Iterable[Mapping[str, Any]]) -> None:

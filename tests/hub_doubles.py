@@ -3,7 +3,7 @@ and helpers to run a hub and read subscriptions under a MockClock."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,13 +39,9 @@ class FakeMetrics:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, float]] = []
-        self.depths: list[list[Mapping[str, Any]]] = []
 
     def hub_event(self, event: str, value: float = 1.0) -> None:
         self.events.append((event, value))
-
-    def set_depths(self, queues: Sequence[Mapping[str, Any]]) -> None:
-        self.depths.append(list(queues))
 
     def count(self, event: str) -> int:
         return sum(1 for name, _ in self.events if name == event)

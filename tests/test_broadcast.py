@@ -200,3 +200,18 @@ async def test_keepalives_reach_every_stream_when_polls_fail(
             await trio.sleep(4.0)
             assert KEEPALIVE_EVENT in writer.taken
         nursery.cancel_scope.cancel()
+
+
+async def test_close_ends_serve(autojump_clock: trio.testing.MockClock) -> None:
+    """The app's shutdown closes the broadcaster: its serve returns, so the app's
+    nursery can end."""
+    hub = Hub(FakeSource(), interval=1.0)
+    broadcaster = Broadcaster(hub)
+    with trio.fail_after(10):  # mock time: only a hang gets there
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.serve)
+            await nursery.start(broadcaster.serve)
+            async with broadcaster.register(FakeWriter()):
+                await trio.sleep(1.5)
+            broadcaster.close()
+            hub.close()

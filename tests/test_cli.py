@@ -260,8 +260,8 @@ async def test_a_bad_queue_name_exits_2_with_a_message(cli: Cli, broker: Broker)
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (["--stream-writes", "fast"], {}, "choose one of tick, task, asgi"),
-        ([], {"RELAY_STREAM_WRITES": "fast"}, "choose one of tick, task, asgi"),
+        (["--poll-interval", "0"], {}, "must be at least 0.05"),
+        ([], {"RELAY_POLL_INTERVAL": "0"}, "RELAY_POLL_INTERVAL=0: must be at least 0.05"),
         ([], {"RELAY_KEEPALIVE_INTERVAL": "soon"}, "RELAY_KEEPALIVE_INTERVAL=soon: not a number"),
     ],
     ids=["flag", "env", "env-number"],

@@ -419,10 +419,12 @@ def test_two_pages_add_no_redis_load(browser: Browser, shared: Server, rdb: redi
         return commands / (polls1 - polls0), commands / (t1 - t0)
 
     def wait_subscribers(count: int) -> None:
+        """``count`` pages stream, all through the broadcaster: one hub subscriber."""
         deadline = time.monotonic() + 5
-        while shared.metric("relay_hub_subscribers") != count:
-            assert time.monotonic() < deadline, f"the hub never had {count} subscriber(s)"
+        while shared.metric("relay_stream_fast_path_streams") != count:
+            assert time.monotonic() < deadline, f"never {count} stream(s)"
             time.sleep(POLL)
+        assert shared.metric("relay_hub_subscribers") == 1
 
     shared.broker(lambda b: b.enqueue_many("load", [b.spec("x") for _ in range(3)]))
     contexts = [browser.new_context() for _ in range(2)]

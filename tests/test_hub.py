@@ -247,8 +247,6 @@ async def test_latest_wins_for_a_subscriber_that_never_reads(
         assert metrics.count("poll_duration") == 10
         assert metrics.count("poll_errors") == 0
         assert metrics.count("clients_dropped") == 0
-        assert len(metrics.depths) == 10
-        assert metrics.depths[-1] == list(got.entries)
         assert [v for e, v in metrics.events if e == "subscribers"] == [1, 0]
 
 
@@ -324,7 +322,6 @@ async def test_a_failing_source_is_survived(autojump_clock: trio.testing.MockClo
             assert seen == [1, 2, 3]
             assert idle.pending
             assert (await idle.receive()) is good  # the last good one
-            assert len(metrics.depths) == 3
             # The source recovers: snapshots resume with the next seq.
             source.error = None
             await at(t0, 6.5)

@@ -34,7 +34,11 @@ def test_every_reference_name_is_exported() -> None:
         "relay_hub_poll_duration_seconds",
         "relay_hub_snapshots_dropped_total",
         "relay_hub_clients_dropped_total",
-        "relay_hub_direct_writes_total",
+        "relay_streams_opened_total",
+        "relay_stream_fast_path_available",
+        "relay_stream_fast_path_streams",
+        "relay_stream_fast_path_writes_total",
+        "relay_stream_fast_path_handovers_total",
     ):
         assert name in text
 

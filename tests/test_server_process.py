@@ -75,7 +75,7 @@ def open_stream(url: str, *, read: bool = True) -> socket.socket:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_with_open_streams_exits_within_5_seconds(
+def test_signal_with_open_streams_exits_within_the_graceful_timeout(
     redis_server: Any, prefix: str, rdb: redis.Redis, signum: int
 ) -> None:
     # big snapshots, so that the client that stops reading really blocks a write
@@ -91,7 +91,9 @@ def test_signal_with_open_streams_exits_within_5_seconds(
         for sock in [*readers, frozen]:
             sock.close()
     assert proc.returncode == 0
-    assert took < 5.0, took
+    # within the graceful timeout (2 s), not by the forced-exit timer: the frozen
+    # client's connection is shut down instead of waiting on its full buffer
+    assert took < 1.0, took
 
 
 def test_redis_stopped_under_open_streams(prefix: str) -> None:
@@ -207,7 +209,10 @@ def test_hypercorn_launch_serves_the_stream_by_the_fast_path(
             assert response.headers["content-type"].startswith("text/event-stream")
             wait_ids(response.iter_lines(), 5, contains='"queue":"alpha"')
             metrics = http.get(url + "/metrics").text
-        written = re.search(r"^relay_hub_direct_writes_total (\S+)$", metrics, re.M)
+        # the documented launch takes the fast path: the broadcaster wrote the events
+        assert re.search(r"^relay_stream_fast_path_available 1\.0$", metrics, re.M)
+        assert re.search(r'^relay_streams_opened_total\{path="fast"\} 1\.0$', metrics, re.M)
+        written = re.search(r"^relay_stream_fast_path_writes_total (\S+)$", metrics, re.M)
         assert written is not None and float(written.group(1)) >= 3
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)

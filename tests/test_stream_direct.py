@@ -1,7 +1,9 @@
-"""The stream's socket fast path (relay_trio.server.direct) on a real Hypercorn
-server and a real Redis: events written straight to the socket must be the
-same well-formed HTTP/1.1 chunks h11 would write, whatever the kernel accepts
-per write, and the ASGI path must take over wherever the fast path cannot apply.
+"""The stream's socket fast path (relay_trio.server.direct, written by the
+broadcaster, relay_trio.server.broadcast) on a real Hypercorn server and a real
+Redis: under the supported Hypercorn and h11 it applies, events written
+straight to the socket are the same well-formed HTTP/1.1 chunks h11 would
+write, whatever the kernel accepts per write, and the ASGI path takes over
+wherever the fast path cannot apply.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ import socket
 from typing import Any
 
 import httpx
-import pytest
 import trio
 from test_stream import Events, data_of, frozen_client, is_data, running_server, wait_for
 
 from relay_trio.broker import Broker
-from relay_trio.hub import Hub
-from relay_trio.server.direct import SocketWriter, chunk_of
+from relay_trio.server.direct import SUPPORTED, SocketWriter, availability, chunk_of
 
 
 class ChunkedReader:
@@ -64,8 +64,12 @@ async def open_raw_stream(port: int, version: str = "1.1", rcvbuf: int | None = 
     return stream
 
 
-def writers(hub: Hub) -> list[SocketWriter]:
-    return [s.writer for s in hub._subscribers if isinstance(s.writer, SocketWriter)]
+def test_the_installed_hypercorn_and_h11_are_supported() -> None:
+    """pyproject.toml bounds both to the range the adapter supports: if this fails,
+    the fast path is off in this install (and the bounds or SUPPORTED are wrong)."""
+    available, why = availability()
+    assert available, why
+    assert set(SUPPORTED) == {"hypercorn", "h11"}
 
 
 def test_chunk_framing_matches_h11() -> None:
@@ -85,7 +89,7 @@ async def test_events_are_written_straight_to_the_socket(
 ) -> None:
     await broker.enqueue("emails", "x")
     async with running_server(redis_server.url, prefix) as server, httpx.AsyncClient() as client:
-        hub = server.state.serving_hub
+        state = server.state
         ids: list[list[int]] = []
 
         async def listen() -> None:
@@ -102,51 +106,40 @@ async def test_events_are_written_straight_to_the_socket(
                 nursery.start_soon(listen)
         for seqs in ids:
             assert seqs == sorted(set(seqs))
-        # after its first event (the cache, through the channel) every client's
-        # snapshots came from the hub's tick, written to its socket directly
-        assert hub.direct_writes >= 3 * 4
-        assert server.state.metrics.hub_direct_writes._value.get() == hub.direct_writes
+        # every stream took the fast path: the broadcaster, one subscriber of the
+        # hub for all three, wrote their snapshots straight to the sockets
+        metrics = state.metrics
+        assert metrics.streams_opened.labels("fast")._value.get() == 3
+        assert metrics.streams_opened.labels("asgi")._value.get() == 0
+        broadcaster = state.serving_broadcaster
+        assert broadcaster.writes >= 3 * 4
+        assert metrics.fast_path_writes._value.get() == broadcaster.writes
+        assert metrics.fast_path_available._value.get() == 1
 
 
-async def test_asgi_only_when_stream_writes_is_asgi(
+async def test_one_hub_subscriber_serves_every_fast_path_stream(
     redis_server: Any, prefix: str, broker: Broker
 ) -> None:
+    """Ten streams, one subscription to the hub: the broadcaster's."""
     await broker.enqueue("emails", "x")
-    async with (
-        running_server(redis_server.url, prefix, stream_writes="asgi") as server,
-        httpx.AsyncClient() as client,
-        client.stream("GET", server.url + "/api/stream") as response,
-    ):
-        events = await Events(response).take(5, is_data)
-        assert [data_of(e)[1][0]["queue"] for e in events] == ["emails"] * 5
-        assert server.state.serving_hub.direct_writes == 0
-
-
-async def test_task_writes_take_every_snapshot_through_the_channel(
-    redis_server: Any, prefix: str, broker: Broker, monkeypatch: Any
-) -> None:
-    await broker.enqueue("emails", "x")
-    written: list[bytes] = []
-    original = SocketWriter.write_now
-
-    def counting(self: SocketWriter, event: bytes) -> bool:
-        done = original(self, event)
-        if done:
-            written.append(event)
-        return done
-
-    monkeypatch.setattr(SocketWriter, "write_now", counting)
-    async with (
-        running_server(redis_server.url, prefix, stream_writes="task") as server,
-        httpx.AsyncClient() as client,
-        client.stream("GET", server.url + "/api/stream") as response,
-    ):
-        events = await Events(response).take(5, is_data)
+    async with running_server(redis_server.url, prefix) as server, httpx.AsyncClient() as client:
         hub = server.state.serving_hub
-        assert hub.direct_writes == 0  # the hub wrote nothing itself
-        assert writers(hub) == []
-        # the stream's task wrote what it took from its channel to the socket
-        assert written[:5] == [e.encode() + b"\n\n" for e in events]
+        broadcaster = server.state.serving_broadcaster
+        counted = trio.Event()
+
+        async def listen() -> None:
+            async with client.stream("GET", server.url + "/api/stream") as response:
+                await Events(response).take(3, is_data)
+                if broadcaster.streams == 10:
+                    assert hub.subscribers == 1
+                    counted.set()
+                await counted.wait()
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(listen)
+        assert counted.is_set()
+        await wait_for(lambda: hub.subscribers == 0 and not hub.polling)
 
 
 async def test_an_http10_client_is_served_through_asgi(redis_server: Any, prefix: str) -> None:
@@ -161,7 +154,9 @@ async def test_an_http10_client_is_served_through_asgi(redis_server: Any, prefix
             assert head.startswith(b"HTTP/1.1 200")
             assert b"transfer-encoding" not in head.lower()
             assert body.startswith(b"retry: 2000\n\nid: ")
-        assert server.state.serving_hub.direct_writes == 0
+        metrics = server.state.metrics
+        assert metrics.streams_opened.labels("asgi")._value.get() == 1
+        assert metrics.streams_opened.labels("fast")._value.get() == 0
 
 
 async def test_head_sends_the_head_only(redis_server: Any, prefix: str) -> None:
@@ -173,9 +168,8 @@ async def test_head_sends_the_head_only(redis_server: Any, prefix: str) -> None:
         assert server.state.serving_hub.subscribers == 0
 
 
-@pytest.mark.parametrize("writes", ["tick", "task"])
 async def test_a_slow_reader_gets_whole_chunks_across_partial_writes(
-    redis_server: Any, prefix: str, broker: Broker, rdb: Any, writes: str, monkeypatch: Any
+    redis_server: Any, prefix: str, broker: Broker, rdb: Any, monkeypatch: Any
 ) -> None:
     # ~1 500 queues: each event is ~190 KB, far more than one non-blocking write
     # to a small socket buffer takes, so most writes are partial
@@ -190,9 +184,7 @@ async def test_a_slow_reader_gets_whole_chunks_across_partial_writes(
         return writer
 
     monkeypatch.setattr(SocketWriter, "attach", classmethod(recording))
-    async with running_server(
-        redis_server.url, prefix, poll_interval=0.1, stream_writes=writes
-    ) as server:
+    async with running_server(redis_server.url, prefix, poll_interval=0.1) as server:
         stream = await open_raw_stream(server.port, rcvbuf=8192)
         async with stream:
             reader = ChunkedReader(stream)
@@ -228,7 +220,7 @@ async def test_a_dropped_frozen_client_is_disconnected(
         try:
             metrics = s.state.metrics
             await wait_for(lambda: metrics.hub_clients_dropped._value.get() >= 1)
-            assert s.state.serving_hub.subscribers == 0
+            await wait_for(lambda: s.state.serving_hub.subscribers == 0)  # nobody is left
             # the server let go of the connection: draining it ends (EOF or reset)
             # instead of waiting forever on a write stuck behind a full buffer
             sock.settimeout(10)

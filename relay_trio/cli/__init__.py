@@ -51,7 +51,6 @@ def _run_server(args: argparse.Namespace) -> int:
             allowed_hosts=args.allowed_host,
             read_only=args.read_only,
             poll_interval=args.poll_interval,
-            stream_writes=args.stream_writes,
         )
     except ValueError as exc:  # a bad RELAY_* variable
         print(f"relay-trio server: error: {exc}", file=sys.stderr)

@@ -11,8 +11,8 @@ import argparse
 from typing import Any, NoReturn
 
 from .. import broker as brokermod
-from .._redact import redact_text
 from .. import job as jobmod
+from .._redact import redact_text
 from ..worker import MAX_CONCURRENCY, MAX_JOB_TIMEOUT
 from . import types
 from .commands import EXIT_QUEUE_NOT_EMPTY
@@ -122,14 +122,6 @@ def add_server_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
         "seconds between hub polls of Redis",
         default=1.0,
         var="RELAY_POLL_INTERVAL",
-    )
-    server.add_argument(
-        "--stream-writes",
-        type=types.one_of("tick", "task", "asgi"),  # ServerConfig.stream_writes
-        metavar="{tick,task,asgi}",
-        default=types.env("RELAY_STREAM_WRITES", "tick"),
-        help="who writes stream events to sockets: the hub's tick (default), each "
-        "client's task, or ASGI only (env RELAY_STREAM_WRITES)",
     )
     add_number(
         server,

@@ -8,6 +8,7 @@ and the broker. Requests never spawn work into the app's nursery.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,14 @@ from ..metrics import CONTENT_TYPE, Metrics
 from ..redis_io import RedisIO
 from .api import api
 from .auth import Access
+from .broadcast import Broadcaster
 from .config import ServerConfig
+from .direct import availability as fast_path_availability
 from .errors import json_error
 from .state import RelayState, relay_state
 from .stream import EventStreamResponse, stream
+
+log = logging.getLogger(__name__)
 
 
 class _Connection(TrioASGIHTTPConnection):
@@ -137,7 +142,9 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
         async def source() -> list[dict[str, Any]]:
             stats = await broker.snapshot()
             taken_ms = int(time.time() * 1000)  # lets a client judge staleness and delay
-            return [{**s.to_dict(), "ts": taken_ms} for s in stats]
+            entries = [{**s.to_dict(), "ts": taken_ms} for s in stats]
+            state.metrics.set_depths(entries)
+            return entries
 
         hub = Hub(
             source,
@@ -147,10 +154,17 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
             metrics=state.metrics,
         )
         await app.nursery.start(hub.serve)
-        state.broker, state.hub = broker, hub
+        broadcaster = Broadcaster(hub, drop_after=config.drop_after, metrics=state.metrics)
+        await app.nursery.start(broadcaster.serve)
+        available, why = fast_path_availability()
+        state.metrics.fast_path_available.set(1 if available else 0)
+        log.info("stream fast path %s (%s)", "available" if available else "off", why)
+        state.broker, state.hub, state.broadcaster = broker, hub, broadcaster
 
     @app.after_serving
     async def stop() -> None:
+        if state.broadcaster is not None:
+            state.broadcaster.close()
         if state.hub is not None:
             state.hub.close()
         if state.broker is not None:

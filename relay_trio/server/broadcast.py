@@ -160,8 +160,10 @@ class Broadcaster:
             self.close()
 
     def close(self) -> None:
-        """End every outlet and refuse new registrations."""
+        """End every outlet, refuse new registrations, and end :meth:`serve`."""
         self._closed = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
         self._end_all()
         self._unsubscribe()
 
@@ -236,7 +238,10 @@ class Broadcaster:
         outlet.dropped = True
         outlet.end()
         self._outlets.discard(outlet)
+        self._report("fast_path_streams", len(self._outlets))
         self._report("clients_dropped")
+        if not self._outlets:
+            self._unsubscribe()
         log.info("dropped a stream client that took nothing for %.0f s", self.drop_after)
 
     def _end_all(self) -> None:

@@ -14,9 +14,6 @@ def _env_bool(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-STREAM_WRITES = ("tick", "task", "asgi")
-
-
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything the server needs; every field has a ``RELAY_*`` variable."""
@@ -49,13 +46,6 @@ class ServerConfig:
     """The ``retry:`` hint sent at the start of a stream."""
     drop_after: float = 30.0
     """A subscriber that takes no snapshot for this long is dropped."""
-    stream_writes: str = "tick"
-    """How stream events reach a client's socket where the fast path applies
-    (Hypercorn's trio worker, plain HTTP/1.1): ``tick`` — the hub's tick writes
-    them, the subscriber's channel takes what cannot be written at once;
-    ``task`` — every snapshot goes through the subscriber's channel and its own
-    task writes it; ``asgi`` — every event through ASGI (Quart, Hypercorn, h11).
-    Elsewhere it is always ``asgi``. See :mod:`relay_trio.server.direct`."""
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     socket_timeout: float = 5.0
 
@@ -73,7 +63,6 @@ class ServerConfig:
                 if name.strip()
             ),
             "read_only": _env_bool("RELAY_READ_ONLY"),
-            "stream_writes": env.get("RELAY_STREAM_WRITES") or cls.stream_writes,
         }
         for name, var, kind in (
             ("poll_interval", "RELAY_POLL_INTERVAL", float),
@@ -90,10 +79,6 @@ class ServerConfig:
         return cls(**values)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
-        if self.stream_writes not in STREAM_WRITES:
-            raise ValueError(
-                f"stream writes {self.stream_writes!r}: expected one of {', '.join(STREAM_WRITES)}"
-            )
         _check_token("API token", self.api_token)
         _check_token("metrics token", self.metrics_token)
         hosts = (self.allowed_hosts,) if isinstance(self.allowed_hosts, str) else self.allowed_hosts

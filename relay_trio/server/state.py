@@ -9,6 +9,7 @@ from quart import current_app
 from ..broker import Broker
 from ..hub import Hub
 from ..metrics import Metrics
+from .broadcast import Broadcaster
 from .config import ServerConfig
 
 
@@ -20,6 +21,8 @@ class RelayState:
     """Set while serving (between startup and shutdown)."""
     hub: Hub | None = None
     """Set while serving."""
+    broadcaster: Broadcaster | None = None
+    """Set while serving: writes the fast-path streams."""
 
     @property
     def serving_broker(self) -> Broker:
@@ -32,6 +35,12 @@ class RelayState:
         if self.hub is None:
             raise RuntimeError("the server is not serving")
         return self.hub
+
+    @property
+    def serving_broadcaster(self) -> Broadcaster:
+        if self.broadcaster is None:
+            raise RuntimeError("the server is not serving")
+        return self.broadcaster
 
 
 def relay_state() -> RelayState:
