@@ -2,12 +2,14 @@
 
 Layers, bottom up: ``job`` and ``keys`` (the model and its Redis layout, no
 I/O) → ``redis_io`` (the one place Redis calls cross into threads) → ``broker``
-(every queue operation, one Lua script per state change). The worker runtime,
-the hub and the server stand on the broker; ``cli`` wires them and nothing
-imports it.
+(every queue operation, one Lua script per state change; reading, the DLQ and
+the admin verbs in ``broker_admin``). The worker runtime, the hub and the server
+stand on the broker; ``cli`` wires them and nothing imports it. Every error is
+a :class:`RelayError` (``_errors`` draws the tree).
 """
 
 from ._errors import (
+    ConfigError,
     DuplicateJob,
     EmbeddedRedisError,
     InvalidInput,
@@ -38,6 +40,7 @@ from .worker import QueueHandler, Worker, WorkerConfig
 __all__ = [
     "Broker",
     "Claim",
+    "ConfigError",
     "DuplicateJob",
     "EmbeddedRedisError",
     "EnqueueResult",

@@ -5,21 +5,20 @@ libraries underneath (redis-py, the operating system) are mapped to one of these
 and chained (``raise ... from exc``), never leaked::
 
     RelayError
-    ├── InvalidInput        bad input to the broker or a client; nothing was written
-    │                       (also a ValueError)
-    ├── JobNotFound         the job (or DLQ entry) named does not exist
-    ├── QueueNotFound       the queue is not in the registry (no job ever created it,
-    │                       or it was deleted)
-    ├── QueueNotEmpty       a queue that still holds jobs was to be deleted without force
-    ├── DuplicateJob        an idempotency key already names a job; carries its id
-    ├── RedisUnavailable    Redis could not be used: refused, unreachable, no answer,
-    │   │                   credentials refused, not a Redis server, busy or read-only
-    │   └── RedisOutcomeUnknown  the command was sent but no answer came: it may
-    │                       have taken effect (an idempotency key makes a retried
-    │                       enqueue safe)
-    ├── RedisCommandError   Redis answered with an error (a bug or a foreign key)
-    ├── EmbeddedRedisError  the private redis-server could not be found or started
-    └── ListenError         the server could not listen on its address (also an OSError)
+    ├── InvalidInput            bad input to an operation; nothing was written (a ValueError)
+    ├── ConfigError             a setting out of its range or malformed (a ValueError)
+    ├── JobNotFound             the job (or DLQ entry) named does not exist (a LookupError)
+    ├── QueueNotFound           no such queue: never created, or deleted (a LookupError)
+    ├── QueueNotEmpty           a queue still holding jobs was to be deleted without force
+    ├── DuplicateJob            an idempotency key already names a job (``existing_id``)
+    ├── RedisUnavailable        Redis refused, did not answer, or is busy (a ConnectionError)
+    │   └── RedisOutcomeUnknown the command was sent, no answer came: it may have run
+    ├── RedisCommandError       Redis answered with an error (a bug, or a foreign key)
+    ├── HubClosed               the hub is closed or not serving: no new subscription
+    ├── NotServing              the broker or hub of an app not serving (a RuntimeError)
+    ├── EmbeddedRedisError      the private redis-server could not be found or started
+    ├── ListenError             the server cannot listen on its address (an OSError)
+    └── DemoFailure             the built-in demo handler failed a job on purpose
 
 No message carries a secret: passwords in Redis URLs are masked (``***``).
 """
@@ -35,6 +34,25 @@ class InvalidInput(RelayError, ValueError):
     """Input was rejected before anything was written to Redis.
 
     ``field`` names the offending argument (``"queue"``, ``"priority"``, ...).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ConfigError(RelayError, ValueError):
+    """A setting is out of its documented range, or malformed: raised when the
+    object it configures is built (:class:`~relay_trio.WorkerConfig`,
+    :class:`~relay_trio.QueueHandler`, :class:`~relay_trio.Worker`,
+    :class:`~relay_trio.Broker`, the server's ``ServerConfig`` and its ``RELAY_*``
+    variables), before anything runs.
+
+    ``field`` names the setting (``"visibility_ms"``, ``"api_token"``, a
+    variable's name ...), ``message`` says what is wrong with it; ``str()`` is
+    ``"<field>: <message>"``. Input to an operation (a priority, a queue name)
+    is :class:`InvalidInput` instead.
     """
 
     def __init__(self, field: str, message: str) -> None:
@@ -115,6 +133,16 @@ class RedisCommandError(RelayError):
     it): a bug, or a key of a foreign type under relay-trio's prefix."""
 
 
+class HubClosed(RelayError):
+    """The hub is shutting down, or not serving: it takes no new subscription.
+    (Also importable as ``relay_trio.hub.HubClosed``.)"""
+
+
+class NotServing(RelayError, RuntimeError):
+    """The server's broker or hub was asked for outside its serving time: before
+    the app's startup or after its shutdown."""
+
+
 class EmbeddedRedisError(RelayError):
     """The private redis-server could not be found or did not start."""
 
@@ -130,6 +158,11 @@ class ListenError(RelayError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class DemoFailure(RelayError):
+    """Raised on purpose by the built-in demo handler (``--handler demo``): the
+    worker nacks the job with this text, as it would any handler's error."""
 
 
 def unwrap_group(exc: BaseException) -> BaseException:

@@ -11,11 +11,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from ._errors import ConfigError, DemoFailure
+from ._validate import check_number
 from .job import Job
-
-
-class DemoFailure(Exception):
-    """Raised on purpose by the demo handler."""
 
 
 def make_demo_handler(
@@ -23,10 +21,8 @@ def make_demo_handler(
 ) -> Callable[[Job], Awaitable[None]]:
     """An async handler that sleeps ~``sleep_ms`` (uniform 0.5x-1.5x) and raises
     :class:`DemoFailure` for a ``fail_rate`` share of the jobs."""
-    if not 0.0 <= fail_rate <= 1.0:
-        raise ValueError(f"fail_rate must be between 0 and 1, got {fail_rate}")
-    if sleep_ms < 0:
-        raise ValueError(f"sleep_ms must be >= 0, got {sleep_ms}")
+    check_number("fail_rate", fail_rate, 0.0, 1.0, error=ConfigError)
+    check_number("sleep_ms", sleep_ms, 0.0, 3_600_000.0, error=ConfigError)
 
     async def demo_handler(job: Job) -> None:
         await trio.sleep(sleep_ms * random.uniform(0.5, 1.5) / 1000)
@@ -34,3 +30,6 @@ def make_demo_handler(
             raise DemoFailure(f"demo failure on attempt {job.attempts} (fail rate {fail_rate:g})")
 
     return demo_handler
+
+
+__all__ = ["DemoFailure", "make_demo_handler"]

@@ -50,6 +50,8 @@ from typing import Any, Protocol
 
 import trio
 
+from ._errors import HubClosed
+
 log = logging.getLogger(__name__)
 
 SnapshotSource = Callable[[], Awaitable[Sequence[Mapping[str, Any]]]]
@@ -59,10 +61,6 @@ class HubMetrics(Protocol):
     """What the hub reports; :class:`relay_trio.metrics.Metrics` implements it."""
 
     def hub_event(self, event: str, value: float = 1.0) -> None: ...
-
-
-class HubClosed(Exception):
-    """The hub is shutting down (or not serving): no new subscriptions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,3 +294,15 @@ class Hub:
     def _report(self, event: str, value: float = 1.0) -> None:
         if self._metrics is not None:
             self._metrics.hub_event(event, value)
+
+
+__all__ = [
+    "KEEPALIVE_EVENT",
+    "Hub",
+    "HubClosed",
+    "HubMetrics",
+    "Snapshot",
+    "SnapshotSource",
+    "Subscription",
+    "encode_event",
+]

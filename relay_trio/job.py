@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._errors import InvalidInput
+from ._validate import check_int
 
 QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -93,31 +94,23 @@ def validate_job_id(job_id: object) -> str:
     return job_id
 
 
-def _int_in_range(field_name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(field_name, f"must be an integer, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise InvalidInput(field_name, f"must be between {low} and {high}, got {value}")
-    return value
-
-
 def validate_priority(priority: object) -> int:
-    return _int_in_range("priority", priority, PRIORITY_MIN, PRIORITY_MAX)
+    return check_int("priority", priority, PRIORITY_MIN, PRIORITY_MAX)
 
 
 def validate_max_retries(max_retries: object) -> int:
-    return _int_in_range("max_retries", max_retries, 0, MAX_RETRIES_LIMIT)
+    return check_int("max_retries", max_retries, 0, MAX_RETRIES_LIMIT)
 
 
 def validate_delay_ms(delay_ms: object) -> int:
-    return _int_in_range("delay_ms", delay_ms, 0, MAX_DELAY_MS)
+    return check_int("delay_ms", delay_ms, 0, MAX_DELAY_MS)
 
 
 def validate_timeout_ms(timeout_ms: object) -> int | None:
     """``None`` (the worker's default applies) or 1 ms to a week."""
     if timeout_ms is None:
         return None
-    return _int_in_range("timeout_ms", timeout_ms, 1, MAX_TIMEOUT_MS)
+    return check_int("timeout_ms", timeout_ms, 1, MAX_TIMEOUT_MS)
 
 
 def validate_idempotency_key(key: object) -> str:
@@ -185,7 +178,7 @@ class JobSpec:
         validate_max_retries(self.max_retries)
         validate_delay_ms(self.delay_ms)
         if self.ready_at_ms is not None:
-            _int_in_range("ready_at", self.ready_at_ms, 0, 2**53)
+            check_int("ready_at", self.ready_at_ms, 0, 2**53)
         if validate_idempotency_key(self.idempotency_key) != self.idempotency_key:
             raise InvalidInput("idempotency_key", "must be a string")
 

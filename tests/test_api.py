@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import redis
-from quart import typing as quart_typing
+from support import keys_under, make_dead
+from support.servers import ApiClient as Client
+from support.servers import api_client, error_of, send
 from werkzeug.routing import Rule
 
 from relay_trio._errors import InvalidInput
@@ -31,7 +32,6 @@ from relay_trio.job import (
 from relay_trio.server import ServerConfig, create_app
 from relay_trio.server.openapi import build_openapi
 
-Client = quart_typing.TestClientProtocol
 JOB_FIELDS = {
     "id",
     "queue",
@@ -47,46 +47,10 @@ JOB_FIELDS = {
 }
 
 
-@asynccontextmanager
-async def serving(url: str, prefix: str, **options: Any) -> AsyncIterator[Client]:
-    """A test client of an app on ``prefix``, between the app's startup and shutdown."""
-    app = create_app(ServerConfig(redis_url=url, prefix=prefix, **options))
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
-
-
 @pytest.fixture
 async def client(redis_server: Any, prefix: str) -> AsyncIterator[Client]:
-    async with serving(redis_server.url, prefix) as c:
+    async with api_client(redis_server.url, prefix) as c:
         yield c
-
-
-def keys_under(rdb: redis.Redis, prefix: str) -> list[Any]:
-    return sorted(rdb.keys(prefix + ":*"))
-
-
-async def send(client: Client, method: str, path: str, body: bytes | str, **headers: str) -> Any:
-    data = body.encode() if isinstance(body, str) else body
-    headers = {"Content-Type": "application/json", **headers}
-    return await client.open(path, method=method, data=data, headers=headers)
-
-
-async def error_of(response: Any, status: int) -> str:
-    """The ``error`` text of a JSON error response with ``status``."""
-    assert response.status_code == status, await response.get_data(as_text=True)
-    assert response.content_type.startswith("application/json")
-    body = await response.get_json()
-    assert isinstance(body["error"], str) and body["error"]
-    return str(body["error"])
-
-
-async def make_dead(broker: Broker, queue: str, n: int) -> list[str]:
-    """``n`` dead jobs, oldest first."""
-    ids = [(await broker.enqueue(queue, f"dead-{i}", max_retries=0)).id for i in range(n)]
-    claim = await broker.claim(queue, n)
-    for job in claim.jobs:
-        assert (await broker.nack(job, "boom")).outcome == "dead"
-    return ids
 
 
 # -- enqueue -------------------------------------------------------------------------
@@ -466,7 +430,7 @@ async def test_bad_bulk_bodies_are_400_and_write_nothing(
 async def test_oversize_payloads_are_413_and_write_nothing(
     redis_server: Any, rdb: redis.Redis, prefix: str
 ) -> None:
-    async with serving(redis_server.url, prefix, max_payload_bytes=1000) as client:
+    async with api_client(redis_server.url, prefix, max_payload_bytes=1000) as client:
         ok = await client.post("/api/queues/q/jobs", json={"payload": "x" * 1000})
         assert ok.status_code == 201
         before = keys_under(rdb, prefix)
@@ -576,7 +540,7 @@ async def test_cross_site_browser_mutations_are_403(
 
 
 async def test_bearer_token(redis_server: Any, prefix: str) -> None:
-    async with serving(redis_server.url, prefix, api_token="s3cret") as client:
+    async with api_client(redis_server.url, prefix, api_token="s3cret") as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
             r = await client.get("/api/queues", headers=headers)
             await error_of(r, 401)
@@ -597,7 +561,7 @@ async def test_bearer_token(redis_server: Any, prefix: str) -> None:
 
 
 async def test_read_only(redis_server: Any, rdb: redis.Redis, prefix: str) -> None:
-    async with serving(redis_server.url, prefix, read_only=True) as client:
+    async with api_client(redis_server.url, prefix, read_only=True) as client:
         for method, path, body in (
             ("POST", "/api/queues/q/jobs", '{"payload": "x"}'),
             ("POST", "/api/queues/q/jobs/bulk", '{"count": 2, "payload": "x"}'),
@@ -637,7 +601,7 @@ async def test_metrics_count_enqueues(client: Client) -> None:
 
 async def test_redis_down_is_503_json(prefix: str) -> None:
     url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-    async with serving(url, prefix, socket_timeout=0.5) as client:
+    async with api_client(url, prefix, socket_timeout=0.5) as client:
         await error_of(await client.post("/api/queues/q/jobs", json={"payload": "x"}), 503)
         await error_of(await client.get("/api/queues/q/stats"), 503)
         await error_of(await client.get("/readyz"), 503)
@@ -707,3 +671,11 @@ def test_lone_surrogates_are_invalid_input() -> None:
         validate_payload("a\ud800b")
     with pytest.raises(InvalidInput):
         validate_idempotency_key("k\udfff")
+
+
+async def test_a_request_while_the_app_is_not_serving_is_503(
+    redis_server: Any, prefix: str
+) -> None:
+    app = create_app(ServerConfig(prefix=prefix))
+    client = app.test_client()  # never started: no broker, no hub
+    assert "not serving" in await error_of(await client.get("/api/queues"), 503)

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 import redis
-from test_api import Client, error_of, keys_under, make_dead, send, serving
+from support import keys_under, make_dead, redis_contents
+from support.servers import ApiClient as Client
+from support.servers import api_client, error_of, send
 
 from relay_trio.broker import BURST_MAX, RATE_MAX, RATE_MIN, Broker
 from relay_trio.job import MAX_TIMEOUT_MS
@@ -19,26 +21,8 @@ from relay_trio.server.openapi import build_openapi
 
 @pytest.fixture
 async def client(redis_server: Any, prefix: str) -> AsyncIterator[Client]:
-    async with serving(redis_server.url, prefix) as c:
+    async with api_client(redis_server.url, prefix) as c:
         yield c
-
-
-def snapshot(rdb: redis.Redis, prefix: str) -> dict[Any, Any]:
-    """Every key under ``prefix`` with its value, to show that nothing changed."""
-    out: dict[Any, Any] = {}
-    for key in keys_under(rdb, prefix):
-        kind = rdb.type(key)
-        if kind == b"hash":
-            out[key] = rdb.hgetall(key)
-        elif kind == b"list":
-            out[key] = rdb.lrange(key, 0, -1)
-        elif kind == b"set":
-            out[key] = rdb.smembers(key)
-        elif kind == b"zset":
-            out[key] = rdb.zrange(key, 0, -1, withscores=True)
-        else:
-            out[key] = (kind, rdb.get(key))
-    return out
 
 
 async def enqueue(client: Client, queue: str, **fields: Any) -> str:
@@ -88,13 +72,13 @@ async def test_a_queue_that_holds_jobs_is_deleted_only_with_force(
     ready = await enqueue(client, "full")
     delayed = await enqueue(client, "full", delay_ms=60_000)
     await enqueue(client, "other")
-    before = snapshot(rdb, prefix)
+    before = redis_contents(rdb, prefix)
     for path in ("/api/queues/full", "/api/queues/full?force=false", "/api/queues/full?force=0"):
         r = await client.delete(path)
         assert "force" in await error_of(r, 409)
         body = await r.get_json()
         assert set(body) == {"error", "jobs"} and body["jobs"] == 4
-        assert snapshot(rdb, prefix) == before
+        assert redis_contents(rdb, prefix) == before
     assert await queue_names(client) == ["full", "other"]
     r = await client.delete("/api/queues/full?force=true")
     assert r.status_code == 200
@@ -102,7 +86,7 @@ async def test_a_queue_that_holds_jobs_is_deleted_only_with_force(
     assert await queue_names(client) == ["other"]
     for job_id in (dead, inflight, ready, delayed):
         await error_of(await client.get(f"/api/queues/full/jobs/{job_id}"), 404)
-    assert not any(b"{full}" in key for key in keys_under(rdb, prefix))
+    assert not any("{full}" in key for key in keys_under(rdb, prefix))
     # force=1 is true too.
     await enqueue(client, "other")
     r = await client.delete("/api/queues/other?force=1")
@@ -129,10 +113,10 @@ async def test_delete_queue_query_is_checked(
     client: Client, rdb: redis.Redis, prefix: str, query: str
 ) -> None:
     await enqueue(client, "keep")
-    before = snapshot(rdb, prefix)
+    before = redis_contents(rdb, prefix)
     await error_of(await client.delete(f"/api/queues/keep?{query}"), 400)
     await error_of(await client.delete(f"/api/queues/ghost?{query}"), 400)  # 400 before 404
-    assert snapshot(rdb, prefix) == before
+    assert redis_contents(rdb, prefix) == before
 
 
 # -- admin verbs of an unknown queue ---------------------------------------------------
@@ -153,11 +137,11 @@ async def test_admin_verbs_of_an_unknown_queue_are_404_and_write_nothing(
     client: Client, rdb: redis.Redis, prefix: str, method: str, path: str, body: str
 ) -> None:
     await enqueue(client, "real")
-    before = snapshot(rdb, prefix)
+    before = redis_contents(rdb, prefix)
     r = await send(client, method, path.format(q="ghost"), body)
     assert "ghost" in await error_of(r, 404)
     assert set(await r.get_json()) == {"error"}
-    assert snapshot(rdb, prefix) == before
+    assert redis_contents(rdb, prefix) == before
     assert await queue_names(client) == ["real"]
     # A deleted queue is unknown again.
     assert (await client.delete("/api/queues/real?force=true")).status_code == 200
@@ -196,11 +180,11 @@ async def test_rate_limits_out_of_range_are_400_and_change_nothing(
     await enqueue(client, "r")
     path = "/api/queues/r/rate-limit"
     assert (await client.put(path, json={"rate": 2.5, "burst": 3})).status_code == 200
-    before = snapshot(rdb, prefix)
+    before = redis_contents(rdb, prefix)
     field = "rate" if body["burst"] in (1, 1.0) else "burst"
     assert field in await error_of(await client.put(path, json=body), 400)
     await error_of(await client.put("/api/queues/ghost/rate-limit", json=body), 400)
-    assert snapshot(rdb, prefix) == before
+    assert redis_contents(rdb, prefix) == before
     assert await (await client.get(path)).get_json() == {"rate": 2.5, "burst": 3}
 
 
@@ -228,25 +212,25 @@ async def test_delete_queue_is_403_in_read_only_mode(
     redis_server: Any, broker: Broker, rdb: redis.Redis, prefix: str
 ) -> None:
     await broker.enqueue("q", "x")
-    before = snapshot(rdb, prefix)
-    async with serving(redis_server.url, prefix, read_only=True) as client:
+    before = redis_contents(rdb, prefix)
+    async with api_client(redis_server.url, prefix, read_only=True) as client:
         for path in ("/api/queues/q", "/api/queues/q?force=true", "/api/queues/ghost"):
             assert "read-only" in await error_of(await client.delete(path), 403)
         assert await queue_names(client) == ["q"]
-    assert snapshot(rdb, prefix) == before
+    assert redis_contents(rdb, prefix) == before
 
 
 async def test_delete_queue_needs_the_token(
     redis_server: Any, broker: Broker, rdb: redis.Redis, prefix: str
 ) -> None:
     await broker.enqueue("q", "x")
-    before = snapshot(rdb, prefix)
-    async with serving(redis_server.url, prefix, api_token="s3cret") as client:
+    before = redis_contents(rdb, prefix)
+    async with api_client(redis_server.url, prefix, api_token="s3cret") as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             r = await client.delete("/api/queues/q?force=true", headers=headers)
             await error_of(r, 401)
             assert r.headers["WWW-Authenticate"].startswith("Bearer")
-        assert snapshot(rdb, prefix) == before
+        assert redis_contents(rdb, prefix) == before
         ok = {"Authorization": "Bearer s3cret"}
         await error_of(await client.delete("/api/queues/q", headers=ok), 409)
         r = await client.delete("/api/queues/q?force=true", headers=ok)

@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import pytest
 import trio
 import trio.testing
-from hub_doubles import FakeSource, at
+from support.hub import FakeSource, at
 
 from relay_trio.hub import KEEPALIVE_EVENT, Hub, HubClosed
 from relay_trio.server.broadcast import Broadcaster, Outlet

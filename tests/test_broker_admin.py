@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 import trio
+from support import keys_under, make_dead
 
 from relay_trio._errors import (
     DuplicateJob,
@@ -34,10 +35,6 @@ from relay_trio.job import DEFAULT_MAX_PAYLOAD_BYTES, JobSpec, JobState
 MIB = 1024 * 1024
 
 
-def keys_under(rdb: redis.Redis, prefix: str) -> list[str]:
-    return sorted(k.decode() for k in rdb.keys(prefix + ":*"))
-
-
 def unknown_id() -> str:
     return secrets.token_hex(16)
 
@@ -49,16 +46,6 @@ async def fill(broker: Broker, queue: str, n: int, **options: Any) -> list[str]:
     )
     assert not any(r.duplicate for r in results)
     return [r.id for r in results]
-
-
-async def make_dead(broker: Broker, queue: str, n: int) -> list[str]:
-    """``n`` dead jobs (max_retries=0, claimed once, nacked), oldest first."""
-    ids = await fill(broker, queue, n, max_retries=0)
-    claim = await broker.claim(queue, n)
-    assert [j.id for j in claim.jobs] == ids
-    for job in claim.jobs:
-        assert (await broker.nack(job, "boom")).outcome == "dead"
-    return ids
 
 
 async def make_dead_bulk(broker: Broker, queue: str, n: int) -> None:
@@ -599,7 +586,7 @@ async def test_dlq_list_paging(broker: Broker) -> None:
     first = pages[0][0]
     assert first.state is JobState.DEAD
     assert first.queue == "dl"
-    assert first.payload == b"job-0"
+    assert first.payload == b"dead-0"
     assert first.attempts == 1
     assert first.max_retries == 0
     assert first.last_error == "boom"

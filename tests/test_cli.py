@@ -261,8 +261,12 @@ async def test_a_bad_queue_name_exits_2_with_a_message(cli: Cli, broker: Broker)
     ("args", "env", "message"),
     [
         (["--poll-interval", "0"], {}, "must be at least 0.05"),
-        ([], {"RELAY_POLL_INTERVAL": "0"}, "RELAY_POLL_INTERVAL=0: must be at least 0.05"),
-        ([], {"RELAY_KEEPALIVE_INTERVAL": "soon"}, "RELAY_KEEPALIVE_INTERVAL=soon: not a number"),
+        ([], {"RELAY_POLL_INTERVAL": "0"}, "RELAY_POLL_INTERVAL: must be at least 0.05"),
+        (
+            [],
+            {"RELAY_KEEPALIVE_INTERVAL": "soon"},
+            "RELAY_KEEPALIVE_INTERVAL: not a number, got soon",
+        ),
     ],
     ids=["flag", "env", "env-number"],
 )

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from support.fake_redis import PASSWORD, REFUSED_URL, FakeServer
 from test_cli import TESTS_DIR, Cli, Result, clean_env
-from test_redis_errors import PASSWORD, REFUSED_URL, FakeServer
 
 from relay_trio.embedded import EmbeddedRedis
 
@@ -164,7 +164,7 @@ async def test_a_bad_redis_url_exits_2_with_one_line() -> None:
         (("server", "--host", "bad host!"), {}, "not an IP address or a host name"),
         (("server", "--host", ""), {}, "not an IP address or a host name"),
         (("server",), {"RELAY_HOST": "999.1.1.1"},
-         "argument --host: RELAY_HOST=999.1.1.1: not an IP address or a host name"),
+         "argument --host: RELAY_HOST: not an IP address or a host name, got 999.1.1.1"),
         (("demo", "--host", "999.1.1.1"), {}, "argument --host: not an IP address"),
     ],
     ids=["ip", "name", "empty", "env", "demo"],

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+from support import make_dead
 
 from relay_trio import (
     DuplicateJob,
@@ -30,17 +31,6 @@ DEAD_URL = "redis://127.0.0.1:1/0"
 async def client(redis_server: Any, prefix: str) -> AsyncIterator[RelayClient]:
     async with open_client(redis_server.url, prefix=prefix) as c:
         yield c
-
-
-async def make_dead(client: RelayClient, queue: str, n: int) -> list[str]:
-    """``n`` jobs in the DLQ of ``queue`` (claimed, then nacked dead), oldest first."""
-    broker = client.broker
-    ids = [r.id for r in await client.enqueue_many(queue, [f"dead-{i}" for i in range(n)])]
-    claim = await broker.claim(queue, n)
-    by_id = {job.id: job for job in claim.jobs}
-    for job_id in ids:
-        await broker.nack(by_id[job_id], f"failed {job_id}", dead=True)
-    return ids
 
 
 async def test_enqueue_returns_the_new_id(client: RelayClient) -> None:
@@ -118,7 +108,7 @@ async def test_stats_and_queues(client: RelayClient) -> None:
     assert await client.queues() == []
     await client.enqueue_many("zeta", ["x"] * 3)
     await client.enqueue("alpha", "y", delay_ms=60_000)
-    await make_dead(client, "alpha", 2)
+    await make_dead(client.broker, "alpha", 2)
     assert await client.queues() == ["alpha", "zeta"]
     z = await client.stats("zeta")
     assert (z.queue, z.ready, z.inflight, z.delayed, z.dlq) == ("zeta", 3, 0, 0, 0)
@@ -136,7 +126,7 @@ async def test_stats_and_queues(client: RelayClient) -> None:
 
 
 async def test_dlq_list_and_requeue(client: RelayClient) -> None:
-    ids = await make_dead(client, Q, 3)
+    ids = await make_dead(client.broker, Q, 3, error="failed {id}")
     dead = await client.dlq(Q)
     assert [j.id for j in dead] == ids  # oldest first
     assert all(j.state is JobState.DEAD for j in dead)

@@ -15,25 +15,19 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import httpx
 import pytest
 import redis
 import trio
-from conftest import RedisServer
+from support import RedisServer, delete_prefix, make_dead
+from support.servers import ServerProcess
 
-from relay_trio.broker import Broker, open_broker
+from relay_trio.broker import Broker
 
 
 def _find_chromium() -> str | None:
@@ -74,104 +68,19 @@ POLL = 0.2  # the servers' hub interval: quick updates, quick tests
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 HELP_SEEN = "localStorage.setItem('relay-trio.help-seen', '1')"
 XSS = "<img src=x onerror=window.__xss=1>"
-T = TypeVar("T")
 
 
 # -- servers ----------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    redis_url: str
-    prefix: str
-    port: int
-    extra: tuple[str, ...] = ()
-    proc: subprocess.Popen[str] | None = None
-    output: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Server:
-        self.proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "relay_trio.cli", "--redis-url", self.redis_url),
-                *("--prefix", self.prefix, "server", "--port", str(self.port)),
-                *("--poll-interval", str(POLL), *self.extra),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            match = re.search(r"relay-trio server on http://[^:\s]+:(\d+)", line)
-            if match:
-                self.port = int(match.group(1))
-                # keep draining, so that a full pipe never blocks the server
-                threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
-                return self
-        self.stop()
-        raise AssertionError("the server did not report its address:\n" + "".join(self.output))
-
-    def _drain(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.output.append(line)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(5)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def broker(self, work: Callable[[Broker], Awaitable[T]]) -> T:
-        """Run ``work`` with a broker on this server's Redis and prefix."""
-
-        async def main() -> T:
-            async with open_broker(self.redis_url, prefix=self.prefix) as broker:
-                return await work(broker)
-
-        return trio.run(main)
-
-    def metric(self, name: str) -> float:
-        text = httpx.get(self.url + "/metrics", timeout=5).text
-        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-        assert match, f"{name} is not in /metrics"
-        return float(match.group(1))
-
-
-def delete_prefix(redis_url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=prefix + ":*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
 @pytest.fixture
-def make_server(redis_server: RedisServer) -> Iterator[Callable[..., Server]]:
+def make_server(redis_server: RedisServer) -> Iterator[Callable[..., ServerProcess]]:
     """Start servers of this test (each under a prefix of its own); all stop at teardown."""
-    started: list[Server] = []
+    started: list[ServerProcess] = []
 
-    def make(*extra: str, port: int = 0, prefix: str | None = None) -> Server:
+    def make(*extra: str, port: int = 0, prefix: str | None = None) -> ServerProcess:
         prefix = prefix or "relaytest-dash-" + secrets.token_hex(6)
-        server = Server(redis_server.url, prefix, port, extra).start()
+        server = ServerProcess(redis_server.url, prefix, extra, port, POLL).start()
         started.append(server)
         return server
 
@@ -183,9 +92,10 @@ def make_server(redis_server: RedisServer) -> Iterator[Callable[..., Server]]:
 
 
 @pytest.fixture(scope="module")
-def shared(redis_server: RedisServer) -> Iterator[Server]:
+def shared(redis_server: RedisServer) -> Iterator[ServerProcess]:
     """One plain server for the tests that need nothing special (each uses its own queues)."""
-    server = Server(redis_server.url, "relaytest-dash-" + secrets.token_hex(6), 0).start()
+    prefix = "relaytest-dash-" + secrets.token_hex(6)
+    server = ServerProcess(redis_server.url, prefix, poll_interval=POLL).start()
     yield server
     server.stop()
     delete_prefix(redis_server.url, server.prefix)
@@ -251,19 +161,16 @@ def console_errors(page: Page) -> list[str]:
     return errors
 
 
-async def dead_letter(broker: Broker, queue: str, payload: str, error: str) -> str:
-    result = await broker.enqueue(queue, payload, max_retries=1)
-    claim = await broker.claim(queue)
-    (job,) = claim.jobs
-    assert (await broker.nack(job, error)).outcome == "dead"
-    return result.id
+def dead_letter(broker: Broker, queue: str, payload: str, error: str) -> Awaitable[list[str]]:
+    """One job in the DLQ of ``queue``, 1 attempt of 1, with ``payload`` and ``error``."""
+    return make_dead(broker, queue, 1, payload=payload, error=error, max_retries=1)
 
 
 # -- tests ---------------------------------------------------------------------------------
 
 
 def test_overview_loads_clean_and_tiles_follow_the_jobs(
-    context: BrowserContext, shared: Server
+    context: BrowserContext, shared: ServerProcess
 ) -> None:
     queue = "tiles"
     shared.broker(lambda b: b.enqueue_many(queue, [b.spec(f"job {i}") for i in range(5)]))
@@ -310,11 +217,12 @@ def test_overview_loads_clean_and_tiles_follow_the_jobs(
 
 
 def test_dead_job_shows_in_the_dlq_table_and_requeue_removes_it(
-    context: BrowserContext, shared: Server
+    context: BrowserContext, shared: ServerProcess
 ) -> None:
     queue = "dlq-demo"
-    first = shared.broker(lambda b: dead_letter(b, queue, '{"to": "ada@example.com"}', "timeout"))
-    second = shared.broker(lambda b: dead_letter(b, queue, "report 7", "KeyError: 'x'"))
+    ada = '{"to": "ada@example.com"}'
+    (first,) = shared.broker(lambda b: dead_letter(b, queue, ada, "timeout"))
+    (second,) = shared.broker(lambda b: dead_letter(b, queue, "report 7", "KeyError: 'x'"))
     page = context.new_page()
     dlq_requests: list[str] = []
     page.on("request", lambda r: dlq_requests.append(r.url) if "/dlq" in r.url else None)
@@ -358,7 +266,7 @@ def test_dead_job_shows_in_the_dlq_table_and_requeue_removes_it(
 
 
 def test_payloads_and_errors_are_text_and_run_nothing(
-    context: BrowserContext, shared: Server
+    context: BrowserContext, shared: ServerProcess
 ) -> None:
     queue = "xss"
     shared.broker(lambda b: dead_letter(b, queue, XSS, "<b onmouseover=window.__xss=2>boom</b>"))
@@ -373,7 +281,7 @@ def test_payloads_and_errors_are_text_and_run_nothing(
 
 
 def test_enqueue_form_reports_a_duplicate_idempotency_key(
-    context: BrowserContext, shared: Server
+    context: BrowserContext, shared: ServerProcess
 ) -> None:
     page = open_page(context, shared.url)
     wait_live(page)
@@ -399,7 +307,9 @@ def test_enqueue_form_reports_a_duplicate_idempotency_key(
     assert stats.ready == 4
 
 
-def test_two_pages_add_no_redis_load(browser: Browser, shared: Server, rdb: redis.Redis) -> None:
+def test_two_pages_add_no_redis_load(
+    browser: Browser, shared: ServerProcess, rdb: redis.Redis
+) -> None:
     """The hub polls once per tick whoever watches: Redis commands per poll and per
     second are the same with one page and with two."""
 
@@ -446,7 +356,7 @@ def test_two_pages_add_no_redis_load(browser: Browser, shared: Server, rdb: redi
 
 
 def test_help_opens_on_first_visit_closes_with_escape_and_reopens(
-    context: BrowserContext, shared: Server
+    context: BrowserContext, shared: ServerProcess
 ) -> None:
     page = open_page(context, shared.url, help_seen=False)
     dialog = page.locator("#help")
@@ -480,7 +390,7 @@ def test_help_opens_on_first_visit_closes_with_escape_and_reopens(
 
 
 def test_reconnecting_when_the_server_goes_and_live_when_it_returns(
-    context: BrowserContext, make_server: Callable[..., Server]
+    context: BrowserContext, make_server: Callable[..., ServerProcess]
 ) -> None:
     port = free_port()
     server = make_server(port=port)
@@ -499,7 +409,7 @@ def test_reconnecting_when_the_server_goes_and_live_when_it_returns(
 
 
 def test_read_only_mode_hides_changes_and_shows_a_403(
-    context: BrowserContext, make_server: Callable[..., Server]
+    context: BrowserContext, make_server: Callable[..., ServerProcess]
 ) -> None:
     server = make_server("--read-only")
     server.broker(lambda b: dead_letter(b, "ro", "payload", "err"))
@@ -521,7 +431,7 @@ def test_read_only_mode_hides_changes_and_shows_a_403(
 
 
 def test_auth_mode_asks_for_the_token_once(
-    context: BrowserContext, make_server: Callable[..., Server]
+    context: BrowserContext, make_server: Callable[..., ServerProcess]
 ) -> None:
     token = "s3cret-" + secrets.token_hex(4)
     server = make_server("--api-token", token)
@@ -550,7 +460,7 @@ def test_auth_mode_asks_for_the_token_once(
 
 
 def test_auth_mode_streams_with_one_time_tickets_and_never_puts_the_token_in_a_url(
-    context: BrowserContext, make_server: Callable[..., Server]
+    context: BrowserContext, make_server: Callable[..., ServerProcess]
 ) -> None:
     token = "tökén-✓-" + secrets.token_hex(4)  # any text: sent as its UTF-8 bytes
     port = free_port()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from hub_doubles import FakeMetrics, FakeSource, at, collect, serving
+from support.hub import FakeMetrics, FakeSource, at, collect, serving_hub
 
 from relay_trio.hub import (
     KEEPALIVE_EVENT,
@@ -42,7 +42,7 @@ async def test_no_poll_before_the_first_subscriber(
     check_clock(autojump_clock)
     source = FakeSource()
     hub = Hub(source, interval=1.0)
-    async with serving(hub):
+    async with serving_hub(hub):
         assert not hub.closing
         await trio.sleep(3600)
         assert source.calls == 0
@@ -58,7 +58,7 @@ async def test_first_subscriber_polls_at_once_then_once_per_interval(
 ) -> None:
     source = FakeSource()
     hub = Hub(source, interval=interval)
-    async with serving(hub):
+    async with serving_hub(hub):
         await trio.sleep(100)  # idle first: nothing happens
         t0 = trio.current_time()
         async with hub.subscribe() as subscription:
@@ -89,7 +89,7 @@ async def test_a_slow_source_keeps_the_cadence(autojump_clock: trio.testing.Mock
     source = FakeSource()
     source.delay = 0.3
     hub = Hub(source, interval=1.0)
-    async with serving(hub):
+    async with serving_hub(hub):
         t0 = trio.current_time()
         async with hub.subscribe() as subscription:
             first = await subscription.receive()
@@ -107,7 +107,7 @@ async def test_stops_after_the_last_subscriber_and_restarts(
     source = FakeSource()
     metrics = FakeMetrics()
     hub = Hub(source, interval=1.0, metrics=metrics)
-    async with serving(hub):
+    async with serving_hub(hub):
         t0 = trio.current_time()
         async with hub.subscribe() as a, hub.subscribe() as b:
             assert hub.subscribers == 2
@@ -153,7 +153,7 @@ async def test_stops_after_the_last_subscriber_and_restarts(
 async def _fan_out(subscribers: int, ticks: int) -> int:
     source = FakeSource(["a", "b", "c"])
     hub = Hub(source, interval=1.0)
-    async with serving(hub), AsyncExitStack() as stack:
+    async with serving_hub(hub), AsyncExitStack() as stack:
         t0 = trio.current_time()
         subscriptions = [
             await stack.enter_async_context(hub.subscribe()) for _ in range(subscribers)
@@ -192,7 +192,7 @@ async def test_event_encoding(autojump_clock: trio.testing.MockClock) -> None:
         return entries
 
     hub = Hub(source, interval=1.0)
-    async with serving(hub), hub.subscribe() as subscription:
+    async with serving_hub(hub), hub.subscribe() as subscription:
         snapshot = await subscription.receive()
         assert isinstance(snapshot, Snapshot)
         assert snapshot.seq == 1
@@ -223,7 +223,7 @@ async def test_latest_wins_for_a_subscriber_that_never_reads(
     source = FakeSource()
     metrics = FakeMetrics()
     hub = Hub(source, interval=1.0, drop_after=1000.0, metrics=metrics)
-    async with serving(hub):
+    async with serving_hub(hub):
         t0 = trio.current_time()
         async with hub.subscribe() as subscription:
             await at(t0, 9.5)  # ten ticks: seq 1..10
@@ -257,7 +257,7 @@ async def test_a_slow_subscriber_blocks_neither_the_poller_nor_others(
     hub = Hub(source, interval=1.0, drop_after=1000.0)
     seen: list[int] = []
     done = trio.Event()
-    async with serving(hub):
+    async with serving_hub(hub):
         t0 = trio.current_time()
         async with hub.subscribe() as stuck, hub.subscribe() as reader, trio.open_nursery() as n:
             n.start_soon(collect, reader, seen, done)
@@ -274,7 +274,7 @@ async def test_a_late_joiner_is_served_from_the_cache_at_once(
 ) -> None:
     source = FakeSource()
     hub = Hub(source, interval=1.0)
-    async with serving(hub):
+    async with serving_hub(hub):
         t0 = trio.current_time()
         async with hub.subscribe() as first:
             await at(t0, 3.5)
@@ -303,7 +303,7 @@ async def test_a_failing_source_is_survived(autojump_clock: trio.testing.MockClo
     hub = Hub(source, interval=1.0, drop_after=1000.0, metrics=metrics)
     seen: list[int] = []
     done = trio.Event()
-    async with serving(hub):
+    async with serving_hub(hub):
         t0 = trio.current_time()
         async with hub.subscribe() as idle, hub.subscribe() as reader, trio.open_nursery() as n:
             n.start_soon(collect, reader, seen, done)
@@ -343,7 +343,7 @@ async def test_a_subscriber_that_takes_nothing_is_dropped(
     hub = Hub(source, interval=1.0, drop_after=5.0, metrics=metrics)
     seen: list[int] = []
     done = trio.Event()
-    async with serving(hub):
+    async with serving_hub(hub):
         t0 = trio.current_time()
         async with hub.subscribe() as stuck, hub.subscribe() as active, trio.open_nursery() as n:
             n.start_soon(collect, active, seen, done)
@@ -376,7 +376,7 @@ async def test_dropping_the_last_subscriber_stops_polling(
 ) -> None:
     source = FakeSource()
     hub = Hub(source, interval=1.0, drop_after=5.0)
-    async with serving(hub):
+    async with serving_hub(hub):
         t0 = trio.current_time()
         async with hub.subscribe() as stuck:
             await at(t0, 5.5)
@@ -397,7 +397,7 @@ async def test_close_ends_every_subscription_and_refuses_new_ones(
 ) -> None:
     source = FakeSource()
     hub = Hub(source, interval=1.0)
-    async with serving(hub):
+    async with serving_hub(hub):
         t0 = trio.current_time()
         async with hub.subscribe() as drained, hub.subscribe() as behind:
             await at(t0, 1.5)
@@ -480,7 +480,7 @@ async def test_iteration_ends_cleanly_on_close(autojump_clock: trio.testing.Mock
     hub = Hub(source, interval=1.0)
     seen: list[int] = []
     done = trio.Event()
-    async with serving(hub):
+    async with serving_hub(hub):
         t0 = trio.current_time()
         async with hub.subscribe() as subscription, trio.open_nursery() as n:
             n.start_soon(collect, subscription, seen, done)
@@ -516,7 +516,7 @@ async def test_keepalive_when_polls_fail_never_replacing_a_snapshot(
 ) -> None:
     source = FakeSource()
     hub = Hub(source, interval=1.0, keepalive=3.0)
-    async with serving(hub), hub.subscribe() as reader, hub.subscribe() as idle:
+    async with serving_hub(hub), hub.subscribe() as reader, hub.subscribe() as idle:
         first = await reader.receive()
         assert first.event.startswith(b"id: 1\n")
         source.error = RuntimeError("redis down")
@@ -535,7 +535,7 @@ async def test_keepalive_when_polls_fail_never_replacing_a_snapshot(
 
 async def test_keepalive_between_slow_polls(autojump_clock: trio.testing.MockClock) -> None:
     hub = Hub(FakeSource(), interval=10.0, keepalive=2.0)
-    async with serving(hub), hub.subscribe() as reader:
+    async with serving_hub(hub), hub.subscribe() as reader:
         events = [(await reader.receive()).event for _ in range(5)]
         assert events[0].startswith(b"id: 1\n")
         assert events[1:] == [KEEPALIVE_EVENT] * 4

@@ -1,7 +1,9 @@
-"""The code stays ruff- and mypy-clean: part of the test command, so CI enforces it."""
+"""The code stays ruff- and mypy-clean (part of the test command, so CI enforces it),
+and the tests keep their helpers in one place."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +25,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_tool_is_clean(command: list[str]) -> None:
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+PENDING = {"test_cli_bounds.py", "test_cli_failures.py"}
+"""They still import ``Cli`` and ``clean_env`` from test_cli.py: those move to
+tests/support with the command line's own rework."""
+
+
+def test_no_test_module_imports_another() -> None:
+    """What tests share lives in tests/support; a test module imports no other
+    test module (nor conftest)."""
+    imports = re.compile(r"^(?:from|import) (test_\w+|conftest)\b", re.MULTILINE)
+    offenders = {
+        path.name: names
+        for path in sorted((ROOT / "tests").glob("test_*.py"))
+        if path.name not in PENDING and (names := imports.findall(path.read_text()))
+    }
+    assert offenders == {}

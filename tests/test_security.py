@@ -13,40 +13,23 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 import redis
 import trio
-from test_server_process import server_process
-from test_stream import Events
+from support import keys_under
+from support.servers import running_server, server_process
+from support.sse import Events
 
-from relay_trio.server import ServerConfig, create_app
+from relay_trio import ConfigError
+from relay_trio.server import ServerConfig
 from relay_trio.server.auth import AllowedHosts, StreamTickets
-from relay_trio.server.serve import port_of, serve_relay
 
 TOKEN = "s3cret"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 REBIND = "rebind.attacker.example:8000"
-
-
-@asynccontextmanager
-async def live(
-    redis_url: str, prefix: str, *, host: str = "127.0.0.1", **options: Any
-) -> AsyncIterator[str]:
-    """The base URL of a real server (Hypercorn, trio worker) bound to ``host``, port 0."""
-    app = create_app(ServerConfig(redis_url=redis_url, prefix=prefix, poll_interval=0.1, **options))
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(
-            partial(
-                serve_relay, app.extensions["relay"].config, host=host, port=0, app=app, stop=stop
-            )
-        )
-        yield f"http://{host}:{port_of(binds)}"
-        stop.set()
 
 
 class Client(httpx.AsyncClient):
@@ -69,10 +52,6 @@ class Client(httpx.AsyncClient):
 async def http() -> AsyncIterator[Client]:
     async with Client(timeout=10) as client:
         yield client
-
-
-def keys_under(rdb: redis.Redis, prefix: str) -> list[Any]:
-    return sorted(rdb.keys(prefix + ":*"))
 
 
 def error_of(response: httpx.Response, status: int) -> str:
@@ -107,22 +86,22 @@ async def ticket_of(client: httpx.AsyncClient, base: str, token: str = TOKEN) ->
 async def test_dns_rebinding_post_is_421_and_writes_nothing(
     redis_server: Any, prefix: str, rdb: redis.Redis
 ) -> None:
-    async with live(redis_server.url, prefix) as base, http() as client:
+    async with running_server(redis_server.url, prefix) as server, http() as client:
         r = await client.post(
-            base + "/api/queues/q/jobs",
+            server.url + "/api/queues/q/jobs",
             headers={"Host": REBIND, "Origin": f"http://{REBIND}"},
             json={"payload": "x"},
         )
         error_of(r, 421)
         assert keys_under(rdb, prefix) == []
-        same = await client.post(base + "/api/queues/q/jobs", json={"payload": "x"})
+        same = await client.post(server.url + "/api/queues/q/jobs", json={"payload": "x"})
         assert same.status_code == 201
 
 
 async def test_a_foreign_host_is_421_on_every_route_but_the_probes(
     redis_server: Any, prefix: str
 ) -> None:
-    async with live(redis_server.url, prefix) as base, http() as client:
+    async with running_server(redis_server.url, prefix) as server, http() as client:
         foreign = {"Host": REBIND}
         for path in (
             "/api/queues",
@@ -136,13 +115,15 @@ async def test_a_foreign_host_is_421_on_every_route_but_the_probes(
             "/nope",
             "//",
         ):
-            error_of(await client.get(base + path, headers=foreign), 421)
-        error_of(await client.post(base + "/api/stream/ticket", headers=foreign), 421)
+            error_of(await client.get(server.url + path, headers=foreign), 421)
+        error_of(await client.post(server.url + "/api/stream/ticket", headers=foreign), 421)
         for bad in ("", "a b", "x@evil.example", "[::1", "localhost:port"):
-            error_of(await client.get(base + "/api/queues", headers={"Host": bad}), 421)
+            error_of(await client.get(server.url + "/api/queues", headers={"Host": bad}), 421)
         # the probes answer load balancers that probe by IP; they tell nothing
-        assert (await client.get(base + "/healthz", headers=foreign)).json() == {"status": "ok"}
-        ready = await client.get(base + "/readyz", headers=foreign)
+        assert (await client.get(server.url + "/healthz", headers=foreign)).json() == {
+            "status": "ok"
+        }
+        ready = await client.get(server.url + "/readyz", headers=foreign)
         assert ready.status_code == 200 and ready.json() == {"status": "ready"}
 
 
@@ -150,8 +131,11 @@ async def test_the_default_hosts_and_the_bind_address_are_allowed(
     redis_server: Any, prefix: str
 ) -> None:
     # all of 127.0.0.0/8 is loopback on Linux: 127.0.0.2 is a bind address of its own
-    async with live(redis_server.url, prefix, host="127.0.0.2") as base, http() as client:
-        port = base.rsplit(":", 1)[1]
+    async with (
+        running_server(redis_server.url, prefix, host="127.0.0.2") as server,
+        http() as client,
+    ):
+        port = server.port
         for host in (
             f"127.0.0.2:{port}",
             "localhost",
@@ -161,9 +145,9 @@ async def test_the_default_hosts_and_the_bind_address_are_allowed(
             "[::1]:8000",
             "[0:0::1]",
         ):
-            r = await client.get(base + "/api/queues", headers={"Host": host})
+            r = await client.get(server.url + "/api/queues", headers={"Host": host})
             assert r.status_code == 200, (host, r.text)
-        error_of(await client.get(base + "/api/queues", headers={"Host": "127.0.0.3"}), 421)
+        error_of(await client.get(server.url + "/api/queues", headers={"Host": "127.0.0.3"}), 421)
 
 
 def test_a_wildcard_bind_address_allows_itself_and_no_other_name() -> None:
@@ -186,27 +170,34 @@ async def test_allowed_hosts_from_config_and_environment(
         "other.example",
     )
     async with (
-        live(redis_server.url, prefix, allowed_hosts=("relay.example", "fd00::1")) as base,
+        running_server(
+            redis_server.url, prefix, allowed_hosts=("relay.example", "fd00::1")
+        ) as server,
         http() as client,
     ):
         for host in ("relay.example", "relay.example:443", "RELAY.example:8000", "[fd00::1]:80"):
-            r = await client.get(base + "/api/queues", headers={"Host": host})
+            r = await client.get(server.url + "/api/queues", headers={"Host": host})
             assert r.status_code == 200, (host, r.text)
         for host in ("sub.relay.example", "relay.example.evil", "10.0.0.5"):
-            error_of(await client.get(base + "/api/queues", headers={"Host": host}), 421)
+            error_of(await client.get(server.url + "/api/queues", headers={"Host": host}), 421)
 
 
 async def test_star_allows_any_host_but_origin_must_still_match(
     redis_server: Any, prefix: str, rdb: redis.Redis
 ) -> None:
-    async with live(redis_server.url, prefix, allowed_hosts=("*",)) as base, http() as client:
-        r = await client.get(base + "/api/queues", headers={"Host": "anything.example"})
+    async with (
+        running_server(redis_server.url, prefix, allowed_hosts=("*",)) as server,
+        http() as client,
+    ):
+        r = await client.get(server.url + "/api/queues", headers={"Host": "anything.example"})
         assert r.status_code == 200
         cross = {"Host": "relay.example", "Origin": "http://evil.example"}
-        error_of(await client.post(base + "/api/queues/q/jobs", headers=cross, json={}), 403)
+        error_of(await client.post(server.url + "/api/queues/q/jobs", headers=cross, json={}), 403)
         assert keys_under(rdb, prefix) == []
         same = {"Host": "relay.example:8000", "Origin": "http://relay.example:8000"}
-        r = await client.post(base + "/api/queues/q/jobs", headers=same, json={"payload": "x"})
+        r = await client.post(
+            server.url + "/api/queues/q/jobs", headers=same, json={"payload": "x"}
+        )
         assert r.status_code == 201
 
 
@@ -214,10 +205,10 @@ async def test_origin_must_be_an_allowed_host_and_match_host_and_port(
     redis_server: Any, prefix: str, rdb: redis.Redis
 ) -> None:
     async with (
-        live(redis_server.url, prefix, allowed_hosts=("relay.example",)) as base,
+        running_server(redis_server.url, prefix, allowed_hosts=("relay.example",)) as server,
         http() as client,
     ):
-        port = base.rsplit(":", 1)[1]
+        port = server.port
         refused = [
             (f"localhost:{port}", "http://evil.example"),
             (f"localhost:{port}", f"http://evil.example:{port}"),
@@ -231,7 +222,7 @@ async def test_origin_must_be_an_allowed_host_and_match_host_and_port(
         ]
         for host, origin in refused:
             r = await client.post(
-                base + "/api/queues/q/jobs",
+                server.url + "/api/queues/q/jobs",
                 headers={"Host": host, "Origin": origin},
                 json={"payload": "x"},
             )
@@ -246,7 +237,7 @@ async def test_origin_must_be_an_allowed_host_and_match_host_and_port(
         ]
         for host, origin in accepted:
             r = await client.post(
-                base + "/api/queues/q/jobs",
+                server.url + "/api/queues/q/jobs",
                 headers={"Host": host, "Origin": origin},
                 json={"payload": "x"},
             )
@@ -257,8 +248,8 @@ async def test_origin_must_be_an_allowed_host_and_match_host_and_port(
     "hosts",
     [("a b",), ("http://relay.example",), ("relay.example:443",), ("",), ("[::1",), ("x/y",)],
 )
-def test_bad_allowed_hosts_are_value_errors(hosts: tuple[str, ...]) -> None:
-    with pytest.raises(ValueError, match="allowed host"):
+def test_bad_allowed_hosts_are_config_errors(hosts: tuple[str, ...]) -> None:
+    with pytest.raises(ConfigError, match="allowed_hosts: allowed host"):
         ServerConfig(allowed_hosts=hosts)
 
 
@@ -283,48 +274,58 @@ def test_server_help_and_command_line(redis_server: Any, prefix: str) -> None:
     )
     assert bad.returncode == 2 and "allowed host" in bad.stderr and "Traceback" not in bad.stderr
     extra = ("--allowed-host", "relay.example", "--api-token", TOKEN, "--metrics-token", "m3t")
-    with server_process(redis_server.url, prefix, *extra) as (_, url), httpx.Client() as client:
-        r = client.get(url + "/api/queues", headers={"Host": "relay.example", **BEARER})
+    with server_process(redis_server.url, prefix, *extra) as server, httpx.Client() as client:
+        r = client.get(server.url + "/api/queues", headers={"Host": "relay.example", **BEARER})
         assert r.status_code == 200
-        error_of(client.get(url + "/api/queues", headers={"Host": "other.example", **BEARER}), 421)
-        assert client.get(url + "/metrics", headers={"Authorization": "Bearer m3t"}).is_success
-        error_of(client.get(url + "/metrics", headers=BEARER), 401)
+        error_of(
+            client.get(server.url + "/api/queues", headers={"Host": "other.example", **BEARER}), 421
+        )
+        assert client.get(
+            server.url + "/metrics", headers={"Authorization": "Bearer m3t"}
+        ).is_success
+        error_of(client.get(server.url + "/metrics", headers=BEARER), 401)
 
 
 # -- 2. credentials of any bytes ---------------------------------------------------------------
 
 
 async def test_non_ascii_credentials_are_401_never_500(redis_server: Any, prefix: str) -> None:
-    async with live(redis_server.url, prefix, api_token=TOKEN) as base, http() as client:
+    async with (
+        running_server(redis_server.url, prefix, api_token=TOKEN) as server,
+        http() as client,
+    ):
         for value in (b"Bearer \xc3\xa9", b"Bearer \xff\xfe", b"Bearer s3cret\xc3\xa9", b"\xe9"):
             for path in ("/api/queues", "/api/stream", "/metrics"):
-                r = await client.get(base + path, headers={"Authorization": value})
+                r = await client.get(server.url + path, headers={"Authorization": value})
                 error_of(r, 401)
         for query in ("access_token=%C3%A9", "access_token=%FF", "ticket=%C3%A9", "ticket=%FF"):
-            error_of(await client.get(base + "/api/stream?" + query), 401)
+            error_of(await client.get(server.url + "/api/stream?" + query), 401)
 
 
 async def test_a_non_ascii_configured_token_works(redis_server: Any, prefix: str) -> None:
     token = "é-ünï-tökén-à"  # ends in U+00E0: UTF-8 C3 A0, and A0 is a space in latin-1
-    async with live(redis_server.url, prefix, api_token=token) as base, http() as client:
+    async with (
+        running_server(redis_server.url, prefix, api_token=token) as server,
+        http() as client,
+    ):
         utf8 = {"Authorization": b"Bearer " + token.encode()}
-        assert (await client.get(base + "/api/queues", headers=utf8)).status_code == 200
-        assert (await client.get(base + "/metrics", headers=utf8)).status_code == 200
+        assert (await client.get(server.url + "/api/queues", headers=utf8)).status_code == 200
+        assert (await client.get(server.url + "/metrics", headers=utf8)).status_code == 200
         latin1 = {"Authorization": b"Bearer " + token.encode("latin-1")}
-        error_of(await client.get(base + "/api/queues", headers=latin1), 401)
-        r = await client.post(base + "/api/stream/ticket", headers=utf8)
+        error_of(await client.get(server.url + "/api/queues", headers=latin1), 401)
+        r = await client.post(server.url + "/api/stream/ticket", headers=utf8)
         assert r.status_code == 200
         event = await first_event(
-            client, base + "/api/stream", params={"ticket": r.json()["ticket"]}
+            client, server.url + "/api/stream", params={"ticket": r.json()["ticket"]}
         )
         assert event.startswith("retry:")
 
 
 @pytest.mark.parametrize("token", ["", " lead", "trail\t", "new\nline", "nul\x00", "lone\ud800"])
-def test_unusable_tokens_are_value_errors(token: str) -> None:
-    with pytest.raises(ValueError, match="token"):
+def test_unusable_tokens_are_config_errors(token: str) -> None:
+    with pytest.raises(ConfigError, match="api_token: "):
         ServerConfig(api_token=token)
-    with pytest.raises(ValueError, match="token"):
+    with pytest.raises(ConfigError, match="metrics_token: "):
         ServerConfig(metrics_token=token)
 
 
@@ -334,26 +335,34 @@ def test_unusable_tokens_are_value_errors(token: str) -> None:
 async def test_metrics_need_the_api_token_or_the_metrics_token(
     redis_server: Any, prefix: str
 ) -> None:
-    async with live(redis_server.url, prefix) as base, http() as client:
-        assert (await client.get(base + "/metrics")).status_code == 200  # no token: open
-    async with live(redis_server.url, prefix, api_token=TOKEN) as base, http() as client:
+    async with running_server(redis_server.url, prefix) as server, http() as client:
+        assert (await client.get(server.url + "/metrics")).status_code == 200  # no token: open
+    async with (
+        running_server(redis_server.url, prefix, api_token=TOKEN) as server,
+        http() as client,
+    ):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
-            r = await client.get(base + "/metrics", headers=headers)
+            r = await client.get(server.url + "/metrics", headers=headers)
             assert "relay_" not in error_of(r, 401)
             assert r.headers["WWW-Authenticate"].startswith("Bearer")
-        r = await client.get(base + "/metrics", headers=BEARER)
+        r = await client.get(server.url + "/metrics", headers=BEARER)
         assert r.status_code == 200 and "relay_hub_polls_total" in r.text
     metrics = {"Authorization": "Bearer m3trics"}
     async with (
-        live(redis_server.url, prefix, api_token=TOKEN, metrics_token="m3trics") as base,
+        running_server(
+            redis_server.url, prefix, api_token=TOKEN, metrics_token="m3trics"
+        ) as server,
         http() as client,
     ):
-        error_of(await client.get(base + "/metrics", headers=BEARER), 401)
-        assert (await client.get(base + "/metrics", headers=metrics)).status_code == 200
-        error_of(await client.get(base + "/api/queues", headers=metrics), 401)  # metrics only
-    async with live(redis_server.url, prefix, metrics_token="m3trics") as base, http() as client:
-        error_of(await client.get(base + "/metrics"), 401)
-        assert (await client.get(base + "/metrics", headers=metrics)).status_code == 200
+        error_of(await client.get(server.url + "/metrics", headers=BEARER), 401)
+        assert (await client.get(server.url + "/metrics", headers=metrics)).status_code == 200
+        error_of(await client.get(server.url + "/api/queues", headers=metrics), 401)  # metrics only
+    async with (
+        running_server(redis_server.url, prefix, metrics_token="m3trics") as server,
+        http() as client,
+    ):
+        error_of(await client.get(server.url + "/metrics"), 401)
+        assert (await client.get(server.url + "/metrics", headers=metrics)).status_code == 200
 
 
 async def test_readyz_tells_redis_errors_only_to_the_authenticated(
@@ -361,18 +370,18 @@ async def test_readyz_tells_redis_errors_only_to_the_authenticated(
 ) -> None:
     port = redis_server.url.rsplit(":", 1)[1].split("/")[0]
     wrong = f"redis://nobody:wrong-password@127.0.0.1:{port}/0"
-    async with live(wrong, prefix, api_token=TOKEN) as base, http() as client:
+    async with running_server(wrong, prefix, api_token=TOKEN) as server, http() as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Host": REBIND, **BEARER}):
-            r = await client.get(base + "/readyz", headers=headers)
+            r = await client.get(server.url + "/readyz", headers=headers)
             message = error_of(r, 503)
             assert r.json()["status"] == "not ready"
             assert "password" not in r.text.lower() and "wrong" not in message
-        r = await client.get(base + "/readyz", headers=BEARER)
+        r = await client.get(server.url + "/readyz", headers=BEARER)
         assert "invalid username-password pair" in error_of(r, 503)
-    async with live(wrong, prefix) as base, http() as client:
+    async with running_server(wrong, prefix) as server, http() as client:
         # no token: whoever may use the API may see why (not a foreign Host)
-        assert "username-password" in error_of(await client.get(base + "/readyz"), 503)
-        r = await client.get(base + "/readyz", headers={"Host": REBIND})
+        assert "username-password" in error_of(await client.get(server.url + "/readyz"), 503)
+        r = await client.get(server.url + "/readyz", headers={"Host": REBIND})
         assert "password" not in error_of(r, 503)
 
 
@@ -382,19 +391,22 @@ async def test_readyz_tells_redis_errors_only_to_the_authenticated(
 async def test_a_ticket_needs_the_token_and_opens_the_stream_once(
     redis_server: Any, prefix: str
 ) -> None:
-    async with live(redis_server.url, prefix, api_token=TOKEN) as base, http() as client:
+    async with (
+        running_server(redis_server.url, prefix, api_token=TOKEN) as server,
+        http() as client,
+    ):
         for headers in ({}, {"Authorization": "Bearer wrong"}):
-            error_of(await client.post(base + "/api/stream/ticket", headers=headers), 401)
-        r = await client.post(base + "/api/stream/ticket", headers=BEARER)
+            error_of(await client.post(server.url + "/api/stream/ticket", headers=headers), 401)
+        r = await client.post(server.url + "/api/stream/ticket", headers=BEARER)
         assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
         body = r.json()
         assert set(body) == {"ticket", "expires_in"} and body["expires_in"] == 60
         assert TOKEN not in body["ticket"]
-        stream = base + "/api/stream"
+        stream = server.url + "/api/stream"
         assert await first_event(client, stream, params={"ticket": body["ticket"]}) == "retry: 2000"
         error_of(await client.get(stream, params={"ticket": body["ticket"]}), 401)  # spent
         # two tickets are two connections
-        one, two = await ticket_of(client, base), await ticket_of(client, base)
+        one, two = await ticket_of(client, server.url), await ticket_of(client, server.url)
         assert one != two
         for ticket in (one, two):
             event = await first_event(client, stream, params={"ticket": ticket})
@@ -404,18 +416,23 @@ async def test_a_ticket_needs_the_token_and_opens_the_stream_once(
 
 async def test_an_expired_ticket_is_refused(redis_server: Any, prefix: str) -> None:
     options = {"api_token": TOKEN, "stream_ticket_ttl": 0.3}
-    async with live(redis_server.url, prefix, **options) as base, http() as client:
-        r = await client.post(base + "/api/stream/ticket", headers=BEARER)
+    async with running_server(redis_server.url, prefix, **options) as server, http() as client:
+        r = await client.post(server.url + "/api/stream/ticket", headers=BEARER)
         assert r.json()["expires_in"] == 0.3
         await trio.sleep(0.5)
-        error_of(await client.get(base + "/api/stream", params={"ticket": r.json()["ticket"]}), 401)
+        error_of(
+            await client.get(server.url + "/api/stream", params={"ticket": r.json()["ticket"]}), 401
+        )
 
 
 async def test_a_ticket_is_good_for_the_stream_only(
     redis_server: Any, prefix: str, rdb: redis.Redis
 ) -> None:
-    async with live(redis_server.url, prefix, api_token=TOKEN) as base, http() as client:
-        ticket = await ticket_of(client, base)
+    async with (
+        running_server(redis_server.url, prefix, api_token=TOKEN) as server,
+        http() as client,
+    ):
+        ticket = await ticket_of(client, server.url)
         as_bearer = {"Authorization": f"Bearer {ticket}"}
         for method, path in (
             ("GET", "/api/queues"),
@@ -424,30 +441,39 @@ async def test_a_ticket_is_good_for_the_stream_only(
             ("POST", "/api/stream/ticket"),  # a ticket cannot mint tickets
             ("GET", "/metrics"),
         ):
-            error_of(await client.request(method, base + path, params={"ticket": ticket}), 401)
-            error_of(await client.request(method, base + path, headers=as_bearer), 401)
-        r = await client.post(base + "/api/queues/q/jobs", params={"ticket": ticket}, json={})
+            error_of(
+                await client.request(method, server.url + path, params={"ticket": ticket}), 401
+            )
+            error_of(await client.request(method, server.url + path, headers=as_bearer), 401)
+        r = await client.post(server.url + "/api/queues/q/jobs", params={"ticket": ticket}, json={})
         error_of(r, 401)
-        error_of(await client.get(base + "/api/stream", headers=as_bearer), 401)
+        error_of(await client.get(server.url + "/api/stream", headers=as_bearer), 401)
         assert keys_under(rdb, prefix) == []
         # none of the refusals spent it
-        assert await first_event(client, base + "/api/stream", params={"ticket": ticket})
+        assert await first_event(client, server.url + "/api/stream", params={"ticket": ticket})
 
 
 async def test_the_token_in_the_url_is_refused(redis_server: Any, prefix: str) -> None:
-    async with live(redis_server.url, prefix, api_token=TOKEN) as base, http() as client:
-        r = await client.get(base + "/api/stream", params={"access_token": TOKEN})
+    async with (
+        running_server(redis_server.url, prefix, api_token=TOKEN) as server,
+        http() as client,
+    ):
+        r = await client.get(server.url + "/api/stream", params={"access_token": TOKEN})
         assert "ticket" in error_of(r, 401)
-        r = await client.get(base + "/api/stream", params={"access_token": TOKEN}, headers=BEARER)
+        r = await client.get(
+            server.url + "/api/stream", params={"access_token": TOKEN}, headers=BEARER
+        )
         error_of(r, 401)
         # non-browser clients may still send the token as a header
-        assert await first_event(client, base + "/api/stream", headers=BEARER) == "retry: 2000"
+        assert (
+            await first_event(client, server.url + "/api/stream", headers=BEARER) == "retry: 2000"
+        )
 
 
 async def test_without_a_token_the_stream_needs_no_ticket(redis_server: Any, prefix: str) -> None:
-    async with live(redis_server.url, prefix) as base, http() as client:
-        assert await first_event(client, base + "/api/stream") == "retry: 2000"
-        r = await client.post(base + "/api/stream/ticket")
+    async with running_server(redis_server.url, prefix) as server, http() as client:
+        assert await first_event(client, server.url + "/api/stream") == "retry: 2000"
+        r = await client.post(server.url + "/api/stream/ticket")
         assert r.status_code == 200 and r.json()["expires_in"] == 60
 
 
@@ -455,13 +481,13 @@ async def test_read_only_servers_issue_tickets_and_cross_origin_pages_get_none(
     redis_server: Any, prefix: str
 ) -> None:
     async with (
-        live(redis_server.url, prefix, api_token=TOKEN, read_only=True) as base,
+        running_server(redis_server.url, prefix, api_token=TOKEN, read_only=True) as server,
         http() as client,
     ):
-        ticket = await ticket_of(client, base)
-        assert await first_event(client, base + "/api/stream", params={"ticket": ticket})
+        ticket = await ticket_of(client, server.url)
+        assert await first_event(client, server.url + "/api/stream", params={"ticket": ticket})
         evil = {**BEARER, "Origin": "http://evil.example"}
-        error_of(await client.post(base + "/api/stream/ticket", headers=evil), 403)
+        error_of(await client.post(server.url + "/api/stream/ticket", headers=evil), 403)
 
 
 def test_tickets_are_shared_by_servers_with_the_same_token() -> None:
@@ -489,18 +515,21 @@ def test_tickets_are_shared_by_servers_with_the_same_token() -> None:
 
 
 async def test_redirects_are_json_and_keep_their_location(redis_server: Any, prefix: str) -> None:
-    async with live(redis_server.url, prefix, api_token=TOKEN) as base, http() as client:
+    async with (
+        running_server(redis_server.url, prefix, api_token=TOKEN) as server,
+        http() as client,
+    ):
         for path, target in (
             ("/api//info", "/api/info"),
             ("/api/queues//q/stats", "/api/queues/q/stats"),
             ("/assets//app.js", "/assets/app.js"),
         ):
-            r = await client.get(base + path, headers=BEARER)
+            r = await client.get(server.url + path, headers=BEARER)
             assert r.status_code == 308, (path, r.status_code, r.text)
             assert r.headers["location"] == target  # relative: right behind a TLS proxy too
             assert r.headers["content-type"].startswith("application/json")
             assert "<" not in r.text and r.json()["error"]
-            head = await client.head(base + path, headers=BEARER)
+            head = await client.head(server.url + path, headers=BEARER)
             assert head.status_code == 308 and head.headers["location"] == target
-        r = await client.get(base + "/api//info?x=1", headers=BEARER)
+        r = await client.get(server.url + "/api//info?x=1", headers=BEARER)
         assert r.status_code == 308 and r.headers["location"] == "/api/info?x=1"

@@ -10,55 +10,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
 import redis
+from support.servers import server_process
 
 from relay_trio.embedded import EmbeddedRedis, find_redis_server
-
-
-@contextmanager
-def server_process(redis_url: str, prefix: str, *extra: str) -> Iterator[tuple[Any, str]]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "relay_trio.cli",
-            "--redis-url",
-            redis_url,
-            "--prefix",
-            prefix,
-            "server",
-            "--port",
-            "0",
-            "--poll-interval",
-            "0.2",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 15
-        url = None
-        while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            match = re.search(r"relay-trio server on (http://\S+)", line)
-            if match:
-                url = match.group(1)
-        assert url is not None, "the server did not report its address"
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(5)
 
 
 def open_stream(url: str, *, read: bool = True) -> socket.socket:
@@ -80,9 +39,11 @@ def test_signal_with_open_streams_exits_within_the_graceful_timeout(
 ) -> None:
     # big snapshots, so that the client that stops reading really blocks a write
     rdb.sadd(prefix + ":queues", *[f"queue-{i:04d}" for i in range(2000)])
-    with server_process(redis_server.url, prefix) as (proc, url):
-        readers = [open_stream(url) for _ in range(3)]
-        frozen = open_stream(url, read=False)
+    with server_process(redis_server.url, prefix) as server:
+        proc = server.proc
+        assert proc is not None
+        readers = [open_stream(server.url) for _ in range(3)]
+        frozen = open_stream(server.url, read=False)
         time.sleep(2.0)  # let the frozen client's buffers fill
         began = time.monotonic()
         proc.send_signal(signum)
@@ -104,7 +65,9 @@ def test_redis_stopped_under_open_streams(prefix: str) -> None:
         port = int(url.rsplit(":", 1)[1].split("/")[0])
         client = redis.Redis.from_url(url)
         client.sadd(prefix + ":queues", "alpha")
-        with server_process(url, prefix) as (proc, server_url):
+        with server_process(url, prefix) as server:
+            proc, server_url = server.proc, server.url
+            assert proc is not None
             with (
                 httpx.Client(timeout=10) as http,
                 http.stream("GET", server_url + "/api/stream") as response,

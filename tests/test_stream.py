@@ -2,88 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import socket
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import httpx
+import pytest
 import trio
+from support import eventually
+from support.servers import frozen_client, running_server
+from support.sse import Events, data_of, is_data
 
 from relay_trio.broker import Broker
-from relay_trio.server.app import RelayApp, create_app
+from relay_trio.server.app import create_app
 from relay_trio.server.config import ServerConfig
 from relay_trio.server.serve import port_of, serve_relay
-from relay_trio.server.state import RelayState
-
-
-@dataclass
-class Running:
-    url: str
-    port: int
-    app: RelayApp
-    stop: trio.Event
-
-    @property
-    def state(self) -> RelayState:
-        state: RelayState = self.app.extensions["relay"]
-        return state
-
-
-@asynccontextmanager
-async def running_server(redis_url: str, prefix: str, **config: Any) -> AsyncIterator[Running]:
-    options: dict[str, Any] = {"poll_interval": 0.1, **config}
-    app = create_app(ServerConfig(redis_url=redis_url, prefix=prefix, **options))
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(
-            partial(serve_relay, app.extensions["relay"].config, port=0, app=app, stop=stop)
-        )
-        port = port_of(binds)
-        yield Running(f"http://127.0.0.1:{port}", port, app, stop)
-        stop.set()
-
-
-class Events:
-    """Reads SSE events (blank-line separated blocks) off one streaming response."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._chunks = response.aiter_text()
-        self._buffer = ""
-
-    async def next(self, keep: Callable[[str], bool] = lambda _: True) -> str:
-        while True:
-            while "\n\n" in self._buffer:
-                block, self._buffer = self._buffer.split("\n\n", 1)
-                if keep(block):
-                    return block
-            try:
-                self._buffer += await self._chunks.__anext__()
-            except StopAsyncIteration:
-                raise AssertionError("the stream ended") from None
-
-    async def take(self, count: int, keep: Callable[[str], bool] = lambda _: True) -> list[str]:
-        return [await self.next(keep) for _ in range(count)]
-
-
-def is_data(event: str) -> bool:
-    return event.startswith("id:")
-
-
-def data_of(event: str) -> tuple[int, list[dict[str, Any]]]:
-    lines = dict(line.split(": ", 1) for line in event.splitlines())
-    return int(lines["id"]), json.loads(lines["data"])
-
-
-async def wait_for(predicate: Callable[[], bool]) -> None:
-    """Poll a condition on server state (no event exists for it), for 5 s at most."""
-    with trio.fail_after(5):
-        while not predicate():  # noqa: ASYNC110
-            await trio.sleep(0.02)
 
 
 async def test_stream_headers_retry_and_first_event(
@@ -148,7 +81,7 @@ async def test_last_client_leaving_stops_the_poller(redis_server: Any, prefix: s
         async with client.stream("GET", server.url + "/api/stream") as response:
             await Events(response).take(2)
             assert hub.polling and hub.subscribers == 1
-        await wait_for(lambda: hub.subscribers == 0 and not hub.polling)
+        await eventually(lambda: hub.subscribers == 0 and not hub.polling)
         polls = hub.polls
         await trio.sleep(0.5)  # five intervals: an idle server does no Redis work
         assert hub.polls == polls
@@ -232,7 +165,7 @@ async def test_shutdown_ends_open_streams_promptly(redis_server: Any, prefix: st
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(listen)
-                await wait_for(lambda: server.state.serving_hub.subscribers == 1)
+                await eventually(lambda: server.state.serving_hub.subscribers == 1)
                 began = trio.current_time()
                 server.stop.set()
                 with trio.fail_after(2):
@@ -240,13 +173,20 @@ async def test_shutdown_ends_open_streams_promptly(redis_server: Any, prefix: st
                 assert trio.current_time() - began < 1.0
 
 
-def frozen_client(port: int) -> socket.socket:
-    """A client that asks for the stream and then never reads a byte."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(b"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    return sock
+async def test_close_streams_ends_them_and_refuses_new_ones(redis_server: Any, prefix: str) -> None:
+    """``RelayApp.close_streams`` (the launcher's first step of a shutdown)."""
+    async with (
+        running_server(redis_server.url, prefix) as server,
+        httpx.AsyncClient(timeout=10) as client,
+    ):
+        async with client.stream("GET", server.url + "/api/stream") as response:
+            events = Events(response)
+            await events.take(2, is_data)
+            server.app.close_streams()
+            with trio.fail_after(2), pytest.raises(AssertionError, match="the stream ended"):
+                await events.next()
+        assert (await client.get(server.url + "/api/stream")).status_code == 503
+        assert (await client.get(server.url + "/healthz")).status_code == 200
 
 
 async def test_frozen_client_is_dropped_and_delays_no_one(
@@ -276,7 +216,7 @@ async def test_frozen_client_is_dropped_and_delays_no_one(
                 assert max(gaps[1:]) < 1.0, gaps  # the reader kept getting every tick
                 assert seqs == sorted(seqs)
                 metrics = server.state.metrics
-                await wait_for(lambda: metrics.hub_clients_dropped._value.get() >= 1)
+                await eventually(lambda: metrics.hub_clients_dropped._value.get() >= 1)
                 assert hub.subscribers == 1  # only the reading client is left
         finally:
             sock.close()
@@ -287,14 +227,7 @@ async def test_idle_keepalive_connection_times_out(redis_server: Any, prefix: st
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(
-            partial(
-                serve_relay,
-                app.extensions["relay"].config,
-                port=0,
-                app=app,
-                stop=stop,
-                keep_alive_timeout=0.5,
-            )
+            partial(serve_relay, app=app, port=0, stop=stop, keep_alive_timeout=0.5)
         )
         stream = await trio.open_tcp_stream("127.0.0.1", port_of(binds))
         await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

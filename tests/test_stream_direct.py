@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 import trio
-from test_stream import Events, data_of, frozen_client, is_data, running_server, wait_for
+from support import eventually
+from support.servers import frozen_client, running_server
+from support.sse import Events, data_of, is_data
 
 from relay_trio.broker import Broker
 from relay_trio.server.direct import SUPPORTED, SocketWriter, availability, chunk_of
@@ -139,7 +141,7 @@ async def test_one_hub_subscriber_serves_every_fast_path_stream(
             for _ in range(10):
                 nursery.start_soon(listen)
         assert counted.is_set()
-        await wait_for(lambda: hub.subscribers == 0 and not hub.polling)
+        await eventually(lambda: hub.subscribers == 0 and not hub.polling)
 
 
 async def test_an_http10_client_is_served_through_asgi(redis_server: Any, prefix: str) -> None:
@@ -219,8 +221,8 @@ async def test_a_dropped_frozen_client_is_disconnected(
         sock = frozen_client(s.port)
         try:
             metrics = s.state.metrics
-            await wait_for(lambda: metrics.hub_clients_dropped._value.get() >= 1)
-            await wait_for(lambda: s.state.serving_hub.subscribers == 0)  # nobody is left
+            await eventually(lambda: metrics.hub_clients_dropped._value.get() >= 1)
+            await eventually(lambda: s.state.serving_hub.subscribers == 0)  # nobody is left
             # the server let go of the connection: draining it ends (EOF or reset)
             # instead of waiting forever on a write stuck behind a full buffer
             sock.settimeout(10)

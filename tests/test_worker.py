@@ -15,8 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +23,21 @@ import pytest
 import redis
 import trio
 import trio.lowlevel
+from support import eventually, running_worker
 
-from relay_trio import Broker, Job, JobNotFound, JobState, QueueHandler, Worker, WorkerConfig
+from relay_trio import (
+    Broker,
+    ConfigError,
+    Job,
+    JobNotFound,
+    JobState,
+    QueueHandler,
+    Worker,
+    WorkerConfig,
+)
 
 TESTS_DIR = Path(__file__).resolve().parent
 Q = "work"
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 5.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``within`` seconds."""
-    with trio.fail_after(within):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await trio.sleep(0.01)
-
-
-@asynccontextmanager
-async def serving(
-    broker: Broker, handlers: list[QueueHandler], **config: Any
-) -> AsyncIterator[Worker]:
-    """A started worker for the block; stopped (gracefully) and awaited on exit."""
-    options: dict[str, Any] = {"grace_period": 2.0, **config}
-    worker = Worker(broker, handlers, WorkerConfig(**options))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(worker.serve)
-        try:
-            yield worker
-        finally:
-            worker.stop()
 
 
 async def total_jobs(broker: Broker, queue: str) -> int:
@@ -78,7 +62,7 @@ async def test_jobs_are_processed_and_acked(broker: Broker) -> None:
         await trio.sleep(0.005)
 
     before = [r.id for r in await broker.enqueue_many(Q, [broker.spec(f"p{i}") for i in range(20)])]
-    async with serving(broker, [QueueHandler(Q, handler, concurrency=4)]) as worker:
+    async with running_worker(broker, [QueueHandler(Q, handler, concurrency=4)]) as worker:
         after = [
             r.id
             for r in await broker.enqueue_many(Q, [broker.spec(f"p{i}") for i in range(20, 30)])
@@ -110,7 +94,7 @@ async def test_handler_errors_retry_then_dead_letter_and_the_worker_keeps_going(
             raise ValueError(f"cannot handle {job.payload.decode()} (attempt {job.attempts})")
 
     bad = (await fast.enqueue(Q, "bad-1", max_retries=3)).id
-    async with serving(fast, [QueueHandler(Q, handler)], promote_interval=0.05) as worker:
+    async with running_worker(fast, [QueueHandler(Q, handler)], promote_interval=0.05) as worker:
 
         async def dead() -> bool:
             return (await fast.stats(Q)).dlq == 1
@@ -158,8 +142,8 @@ async def test_heartbeat_keeps_a_long_job_from_being_reaped(broker: Broker) -> N
     job_id = (await broker.enqueue(Q, "long")).id
     config: dict[str, Any] = {"visibility_ms": 300, "reap_interval": 0.1}
     async with (
-        serving(broker, [QueueHandler(Q, long_job)], **config) as first,
-        serving(broker, [QueueHandler(Q, long_job)], **config) as second,
+        running_worker(broker, [QueueHandler(Q, long_job)], **config) as first,
+        running_worker(broker, [QueueHandler(Q, long_job)], **config) as second,
     ):
 
         async def started() -> bool:
@@ -206,7 +190,7 @@ async def test_held_jobs_all_run_at_once_whatever_the_others_do(broker: Broker) 
 
     specs = [broker.spec("block" if i % 3 == 0 else "instant") for i in range(3 * limit)]
     await broker.enqueue_many(Q, specs)
-    async with serving(broker, [QueueHandler(Q, handler, concurrency=limit)]) as worker:
+    async with running_worker(broker, [QueueHandler(Q, handler, concurrency=limit)]) as worker:
 
         async def done() -> bool:
             return worker.stats.acked == len(specs)
@@ -393,7 +377,7 @@ async def test_a_worker_killed_mid_job_loses_nothing(
     async def handler(job: Job) -> None:
         redelivered.append((job.attempts, trio.current_time() - killed_at))
 
-    async with serving(broker, [QueueHandler(Q, handler)], reap_interval=0.05):
+    async with running_worker(broker, [QueueHandler(Q, handler)], reap_interval=0.05):
 
         async def acked() -> bool:
             return (await broker.stats(Q)).processed_total == 1
@@ -421,7 +405,7 @@ async def test_sync_handlers_run_in_a_thread_and_their_errors_nack(broker: Broke
 
     ok = (await broker.enqueue(Q, "ok")).id
     bad = (await broker.enqueue(Q, "bad", max_retries=1)).id
-    async with serving(broker, [QueueHandler(Q, handler)]) as worker:
+    async with running_worker(broker, [QueueHandler(Q, handler)]) as worker:
 
         async def settled() -> bool:
             s = await broker.stats(Q)
@@ -457,7 +441,7 @@ async def test_several_queues_with_their_own_handlers_and_concurrency(broker: Br
     for queue in limits:
         await broker.enqueue_many(queue, [broker.spec(f"{queue}-{i}") for i in range(20)])
     handlers = [QueueHandler(queue, make(queue), concurrency=n) for queue, n in limits.items()]
-    async with serving(broker, handlers):
+    async with running_worker(broker, handlers):
 
         async def done() -> bool:
             rows = await broker.stats_many(list(limits))
@@ -478,7 +462,7 @@ async def test_an_idle_worker_wakes_within_milliseconds(broker: Broker) -> None:
         started[job.payload] = trio.current_time()
 
     latencies: list[float] = []
-    async with serving(broker, [QueueHandler(Q, handler)]):
+    async with running_worker(broker, [QueueHandler(Q, handler)]):
         await trio.sleep(0.5)  # idle: the claim loop waits for a hint (idle_wait 2 s)
         for i in range(20):
             payload = f"ping-{i}".encode()
@@ -513,7 +497,7 @@ async def test_an_idle_worker_on_many_queues_wakes_within_milliseconds(broker: B
         started[job.payload] = trio.current_time()
 
     latencies: list[float] = []
-    async with serving(broker, [QueueHandler(q, handler) for q in queues]):
+    async with running_worker(broker, [QueueHandler(q, handler) for q in queues]):
         await trio.sleep(0.5)
         for i in range(10):
             payload = f"again-{i}".encode()
@@ -559,7 +543,7 @@ async def test_an_idle_worker_costs_redis_few_commands(
                     return seen
                 seen.append(command)
 
-    async with serving(broker, [QueueHandler(Q, handler)]):
+    async with running_worker(broker, [QueueHandler(Q, handler)]):
         await trio.sleep(1.0)  # startup passes done
         async with trio.open_nursery() as nursery:
             ready = trio.Event()
@@ -592,7 +576,7 @@ async def test_a_paused_queue_is_not_claimed_until_resumed(broker: Broker) -> No
 
     await broker.enqueue_many(Q, [broker.spec(f"p{i}") for i in range(3)])
     await broker.pause(Q)
-    async with serving(broker, [QueueHandler(Q, handler)]):
+    async with running_worker(broker, [QueueHandler(Q, handler)]):
         await trio.sleep(0.6)
         assert started == []
         s = await broker.stats(Q)
@@ -615,7 +599,7 @@ async def test_a_rate_limited_queue_is_paced(broker: Broker) -> None:
 
     await broker.enqueue_many(Q, [broker.spec(f"r{i}") for i in range(5)])
     await broker.set_rate_limit(Q, 5, 1)
-    async with serving(broker, [QueueHandler(Q, handler)]):
+    async with running_worker(broker, [QueueHandler(Q, handler)]):
 
         async def all_done() -> bool:
             return (await broker.stats(Q)).processed_total == 5
@@ -638,5 +622,5 @@ async def test_a_rate_limited_queue_is_paced(broker: Broker) -> None:
     ],
 )
 def test_worker_config_rejects_out_of_range_values(field: str, value: float) -> None:
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ConfigError, match=field):
         WorkerConfig(**{field: value})

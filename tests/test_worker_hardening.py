@@ -13,42 +13,24 @@ import os
 import signal
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
 import redis
 import trio
+from support import eventually, running_worker
 
-from relay_trio import Broker, Job, JobNotFound, JobState, QueueHandler, Worker, WorkerConfig
+from relay_trio import Broker, Job, JobNotFound, JobState, QueueHandler, Worker
 from relay_trio.broker import RATE_MIN, open_broker
 from relay_trio.embedded import EmbeddedRedis
 
 Q = "hard"
 
 
-async def eventually(check: Any, within: float = 5.0) -> Any:
-    with trio.fail_after(within):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await trio.sleep(0.01)
-
-
-@asynccontextmanager
-async def serving(
-    broker: Broker, handlers: list[QueueHandler], **config: Any
-) -> AsyncIterator[Worker]:
-    """A started worker; stopped on exit. A worker that died fails the test here."""
-    worker = Worker(broker, handlers, WorkerConfig(**{"grace_period": 1.0, **config}))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(worker.serve)
-        try:
-            yield worker
-        finally:
-            worker.stop()
+working = partial(running_worker, grace_period=1.0)
+"""A started worker, stopped on exit (a worker that died fails the test there),
+with a grace period of 1 s unless told."""
 
 
 async def ends_in(broker: Broker, job_id: str, state: JobState | None) -> Job | None:
@@ -94,7 +76,7 @@ async def test_a_job_reaped_and_claimed_again_by_its_own_worker_runs_once(
 
     job_id = (await broker.enqueue(Q, "held", max_retries=5)).id
     q = broker.keys.queue(Q)
-    async with serving(broker, [QueueHandler(Q, handler)]) as worker:
+    async with working(broker, [QueueHandler(Q, handler)]) as worker:
         first = await ends_in(broker, job_id, JobState.INFLIGHT)
         assert first is not None
         rdb.zadd(q.inflight, {job_id: 0})  # the lease ran out (heartbeats stalled)
@@ -133,7 +115,7 @@ async def test_a_rate_limit_at_its_lowest_neither_crashes_nor_stalls_the_worker(
     await broker.enqueue_many(Q, [broker.spec(f"r{i}") for i in range(3)])
     await broker.enqueue("other", "o")
     await broker.set_rate_limit(Q, RATE_MIN, 1)
-    async with serving(broker, [QueueHandler(Q, handler), QueueHandler("other", handler)]):
+    async with working(broker, [QueueHandler(Q, handler), QueueHandler("other", handler)]):
 
         async def one_ran() -> bool:
             return (await broker.stats(Q)).processed_total == 1  # the burst of one
@@ -158,7 +140,7 @@ async def test_a_raised_rate_limit_is_noticed_within_a_second(broker: Broker) ->
 
     await broker.enqueue_many(Q, [broker.spec(f"r{i}") for i in range(4)])
     await broker.set_rate_limit(Q, 0.01, 1)  # one per 100 s
-    async with serving(broker, [QueueHandler(Q, handler)]):
+    async with working(broker, [QueueHandler(Q, handler)]):
 
         async def processed(n: int) -> Any:
             async def check() -> bool:
@@ -204,7 +186,7 @@ async def test_any_exception_from_a_handler_is_a_failed_attempt(
 
     job_id = (await broker.enqueue(Q, "bad", max_retries=0)).id
     handler = fail_async if kind == "async" else fail
-    async with serving(broker, [QueueHandler(Q, handler)]) as worker:
+    async with working(broker, [QueueHandler(Q, handler)]) as worker:
         dead = await ends_in(broker, job_id, JobState.DEAD)
         assert dead is not None
         assert type(exc).__name__ in dead.last_error.splitlines()[0]
@@ -228,7 +210,7 @@ async def test_a_hung_async_handler_is_cancelled_at_its_timeout_and_nacked(
 
     own = (await broker.enqueue(Q, "own", timeout_ms=200, max_retries=0)).id
     default = (await broker.enqueue(Q, "default", max_retries=0)).id
-    async with serving(broker, [QueueHandler(Q, handler, timeout=0.4)]) as worker:
+    async with working(broker, [QueueHandler(Q, handler, timeout=0.4)]) as worker:
         for job_id, text in ((own, "timed out after 0.2 s"), (default, "timed out after 0.4 s")):
             dead = await ends_in(broker, job_id, JobState.DEAD)
             assert dead is not None and dead.last_error == text
@@ -241,7 +223,7 @@ async def test_a_job_timeout_overrides_the_queue_default(broker: Broker) -> None
         await trio.sleep(0.3)
 
     job_id = (await broker.enqueue(Q, "slow but allowed", timeout_ms=5_000)).id
-    async with serving(broker, [QueueHandler(Q, handler, timeout=0.05)]) as worker:
+    async with working(broker, [QueueHandler(Q, handler, timeout=0.05)]) as worker:
         await ends_in(broker, job_id, None)  # acked: its own 5 s beat the queue's 50 ms
         assert worker.stats.timed_out == 0
 
@@ -259,7 +241,7 @@ async def test_a_hung_thread_handler_gives_its_job_back_through_the_reaper(
         release.wait(30)
 
     job_id = (await broker.enqueue(Q, "stuck", timeout_ms=100, max_retries=1)).id
-    async with serving(
+    async with working(
         broker, [QueueHandler(Q, handler)], visibility_ms=600, reap_interval=0.1
     ) as worker:
         dead = await ends_in(broker, job_id, JobState.DEAD)
@@ -281,7 +263,7 @@ async def test_the_heartbeat_keeps_a_job_alive_until_its_timeout_only(broker: Br
         threading.Event().wait(1.0)  # longer than the 0.3 s visibility, shorter than 5 s
 
     job_id = (await broker.enqueue(Q, "long", timeout_ms=5_000)).id
-    async with serving(
+    async with working(
         broker, [QueueHandler(Q, handler)], visibility_ms=300, reap_interval=0.05
     ) as worker:
         await ends_in(broker, job_id, None)
@@ -306,14 +288,14 @@ async def test_shutdown_releases_a_job_without_using_an_attempt(broker: Broker) 
         finished.append(job.id)
 
     job_id = (await broker.enqueue(Q, "deploy", max_retries=1)).id
-    async with serving(broker, [QueueHandler(Q, slow)], grace_period=0.1) as worker:
+    async with working(broker, [QueueHandler(Q, slow)], grace_period=0.1) as worker:
         await started.wait()
     released = await broker.get_job(Q, job_id)
     assert released.state is JobState.READY
     assert released.attempts == 0
     assert released.last_error.startswith("released")
     assert (worker.stats.cancelled, worker.stats.released, worker.stats.failed) == (1, 1, 0)
-    async with serving(broker, [QueueHandler(Q, quick)]):
+    async with working(broker, [QueueHandler(Q, quick)]):
         await ends_in(broker, job_id, None)
     assert finished == [job_id]
 
@@ -330,7 +312,7 @@ async def test_an_undecodable_job_is_dead_lettered_and_the_worker_goes_on(
     bad = (await broker.enqueue(Q, "bad")).id
     rdb.hset(broker.keys.queue(Q).job(bad), "created_at", "yesterday")
     q = broker.keys.queue(Q)
-    async with serving(broker, [QueueHandler(Q, handler)]) as worker:
+    async with working(broker, [QueueHandler(Q, handler)]) as worker:
 
         async def dead_lettered() -> bool:  # get_job cannot decode it either
             return rdb.hget(q.job(bad), "state") == b"dead"
@@ -360,7 +342,7 @@ async def test_an_outage_alone_causes_no_second_run(own_redis: EmbeddedRedis) ->
 
     async with open_broker(own_redis.url, socket_timeout=0.5) as broker:
         ids = [r.id for r in await broker.enqueue_many(Q, [broker.spec(str(i)) for i in range(20)])]
-        async with serving(
+        async with working(
             broker,
             [QueueHandler(Q, handler, concurrency=20)],
             visibility_ms=1000,

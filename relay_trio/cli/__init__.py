@@ -2,8 +2,9 @@
 
 Every flag that names a connection or a default also reads a ``RELAY_*``
 environment variable. Bad input exits non-zero with a one-line message: 2 for a
-bad command line or variable (every number has a range, see :mod:`.options`;
-also :class:`InvalidInput` found later, before anything was done), 1 for an
+bad command line or variable (every setting is defined, with its range, in
+:mod:`relay_trio.settings`; also :class:`InvalidInput` or :class:`ConfigError`
+found later, before anything was done), 1 for an
 error at run time (Redis unavailable, queue not found, an address in use ...).
 No message shows a Redis password.
 """
@@ -17,44 +18,22 @@ from functools import partial
 
 import trio
 
-from .._errors import InvalidInput, ListenError, RelayError
+from .. import settings
+from .._errors import ConfigError, InvalidInput, ListenError, RelayError
 from .._redact import redact_url
-from . import types
 from .commands import COMMANDS
 from .demo import run_demo
-from .options import DEFAULT_REDIS_URL, SERVER_ENV_ONLY, build_parser
+from .options import build_parser
 
 
 def _run_server(args: argparse.Namespace) -> int:
     from ..server.config import ServerConfig
     from ..server.serve import serve_relay, tune_gc_for_streams
 
-    for var, kind, _ in SERVER_ENV_ONLY:  # ServerConfig.from_env reads these unchecked
-        value = types.env(var)
-        if value is not None:
-            try:
-                kind(value)
-            except argparse.ArgumentTypeError as exc:
-                print(f"relay-trio server: error: {exc}", file=sys.stderr)
-                return 2
-    try:
-        host = types.host(args.host)
-    except argparse.ArgumentTypeError as exc:
-        print(f"relay-trio server: error: argument --host: {exc}", file=sys.stderr)
-        return 2
-    try:
-        config = ServerConfig.from_env(
-            redis_url=args.redis_url,
-            prefix=args.prefix,
-            api_token=args.api_token,
-            metrics_token=args.metrics_token,
-            allowed_hosts=args.allowed_host,
-            read_only=args.read_only,
-            poll_interval=args.poll_interval,
-        )
-    except ValueError as exc:  # a bad RELAY_* variable
-        print(f"relay-trio server: error: {exc}", file=sys.stderr)
-        return 2
+    # the flags (checked by the parser), and the settings without one from their
+    # variables: a bad one is a ConfigError naming it (exit status 2, see main)
+    given = {s.name: getattr(args, s.name) for s in settings.SERVER if s.flag is not None}
+    config = ServerConfig.from_env(**given)
 
     async def run() -> ListenError | None:
         async with trio.open_nursery() as nursery:
@@ -62,8 +41,8 @@ def _run_server(args: argparse.Namespace) -> int:
                 binds = await nursery.start(
                     partial(
                         serve_relay,
-                        config,
-                        host=host,
+                        config=config,
+                        host=args.host,
                         port=args.port,
                         handle_signals=True,
                         graceful_timeout=args.graceful_timeout,
@@ -88,14 +67,14 @@ def _run_server(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "demo" and not args.redis_url:
-        args.redis_url = DEFAULT_REDIS_URL
+        args.redis_url = settings.REDIS_URL.default
     try:
         if args.command == "server":
             return _run_server(args)
         if args.command == "demo":
             return run_demo(args)
         return COMMANDS[args.command](args)
-    except InvalidInput as exc:  # bad input found after parsing: nothing was done
+    except (InvalidInput, ConfigError) as exc:  # bad input found after parsing: nothing done
         print(f"relay-trio {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RelayError as exc:

@@ -22,16 +22,18 @@ from typing import Any
 
 import trio
 
+from .. import settings
 from .._errors import RelayError, unwrap_group
 from .._redact import redact_url
+from .._setting import WEEK
 from ..broker import Broker, open_broker
 from ..demo_handler import make_demo_handler
 from ..embedded import redis_url
 from ..server.config import ServerConfig
 from ..server.serve import serve_relay
-from ..worker import MAX_CONCURRENCY, QueueHandler, Worker, WorkerConfig
-from . import types
-from .types import add_number, float_between, int_between
+from ..worker import QueueHandler, Worker, WorkerConfig
+from ..worker_config import CONCURRENCY
+from .types import add_number, float_between, int_between, setting_type
 
 QUEUES = ("emails", "reports", "thumbnails")
 
@@ -44,17 +46,23 @@ def add_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
         description="Starts a private redis-server unless --redis-url is given, the "
         "server with its dashboard, a worker and a load generator. Ctrl-C stops all.",
     )
-    demo.add_argument("--host", type=types.host, default="127.0.0.1", help="bind address")
-    add_number(demo, "--port", types.port, "port (if busy: any; 0 picks one)", default=8000)
-    add_number(demo, "--rate", int_between(1, 10_000), "jobs enqueued per second", default=60)
-    add_number(
-        demo, "--concurrency", int_between(1, MAX_CONCURRENCY), "jobs at once per queue", default=8
+    host, port = settings.HOST, settings.PORT  # the server's, without their variables
+    demo.add_argument(
+        "--host",
+        type=setting_type(host),
+        default=host.default,
+        help=f"bind address (default {host.default_text})",
     )
-    add_number(demo, "--fail-rate", types.fraction, "share of jobs that fail", default=0.1)
+    add_number(
+        demo, "--port", settings.PORTS, "port (if busy: any; 0 picks one)", default=port.default
+    )
+    add_number(demo, "--rate", int_between(1, 10_000), "jobs enqueued per second", default=60)
+    add_number(demo, "--concurrency", CONCURRENCY, "jobs at once per queue", default=8)
+    add_number(demo, "--fail-rate", settings.FRACTION, "share of jobs that fail", default=0.1)
     add_number(
         demo,
         "--duration",
-        float_between(0, 7 * 86_400, exclude_low=True),
+        float_between(0, WEEK, exclude_low=True),
         "stop after this many seconds",
         none="none: until Ctrl-C",
     )
@@ -92,13 +100,15 @@ async def _run_all(args: argparse.Namespace, url: str, broker: Broker) -> None:
         config = ServerConfig(redis_url=url, prefix=args.prefix)
         try:
             binds = await nursery.start(
-                partial(serve_relay, config, host=args.host, port=args.port, stop=server_stop)
+                partial(
+                    serve_relay, config=config, host=args.host, port=args.port, stop=server_stop
+                )
             )
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or args.port == 0:
                 raise
             binds = await nursery.start(
-                partial(serve_relay, config, host=args.host, port=0, stop=server_stop)
+                partial(serve_relay, config=config, host=args.host, port=0, stop=server_stop)
             )
         print(f"Dashboard: {binds[0]}/   (Ctrl-C stops everything)", flush=True)
         handler = make_demo_handler(args.fail_rate, sleep_ms=40)

@@ -12,14 +12,12 @@ from typing import Any, NoReturn
 
 from .. import broker as brokermod
 from .. import job as jobmod
+from .. import settings
 from .._redact import redact_text
-from ..worker import MAX_CONCURRENCY, MAX_JOB_TIMEOUT
 from . import types
 from .commands import EXIT_QUEUE_NOT_EMPTY
 from .demo import add_parser as add_demo_parser
-from .types import add_number, float_between, int_between
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+from .types import add_number, add_setting, int_between
 
 EXIT_CODES = (
     "Exit status: 0 done; 1 an error of relay-trio (Redis unreachable, job or queue "
@@ -27,13 +25,6 @@ EXIT_CODES = (
     "3 enqueue: the idempotency key already names a job; "
     f"{EXIT_QUEUE_NOT_EMPTY} queue delete: the queue still holds jobs and --force was "
     "not given."
-)
-
-# Read by ServerConfig.from_env only (no flag): checked by `server` before it starts.
-SERVER_ENV_ONLY: tuple[tuple[str, types.Number[Any], str], ...] = (
-    ("RELAY_KEEPALIVE_INTERVAL", float_between(0.1, 3600), "seconds between keep-alive comments"),
-    ("RELAY_STREAM_DROP_AFTER", float_between(1, 3600), "seconds before a stuck client is dropped"),
-    ("RELAY_MAX_PAYLOAD_BYTES", int_between(1, 64 * 1024 * 1024), "largest payload, in bytes"),
 )
 
 
@@ -46,23 +37,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_connection_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """``--redis-url`` and ``--prefix``: with their defaults on the top-level parser;
-    without (``SUPPRESS``) on each verb's, so a flag after the verb overrides and
-    an absent one leaves the top-level value alone."""
-    parser.add_argument(
-        "--redis-url",
-        type=types.redis_url,
-        default=types.env("RELAY_REDIS_URL") if defaults else argparse.SUPPRESS,
-        help="Redis to use (env RELAY_REDIS_URL, default "
-        f"{DEFAULT_REDIS_URL}); demo starts a private one when unset",
-    )
-    parser.add_argument(
-        "--prefix",
-        type=types.prefix,
-        default=types.env("RELAY_PREFIX", "relay") if defaults else argparse.SUPPRESS,
-        help="key prefix: 1-64 characters of A-Z a-z 0-9 . _ : - (no braces, which would "
-        "put every queue into one Redis Cluster slot) (env RELAY_PREFIX, default relay)",
-    )
+    """``--redis-url`` and ``--prefix``: with their defaults on the top-level parser
+    (the Redis URL's left unset: ``demo`` then starts its own Redis); without
+    (``SUPPRESS``) on each verb's, so a flag after the verb overrides and an
+    absent one leaves the top-level value alone."""
+    add_setting(parser, settings.REDIS_URL, fallback=None, suppress=not defaults)
+    add_setting(parser, settings.PREFIX, suppress=not defaults)
 
 
 def connection_parent() -> argparse.ArgumentParser:
@@ -71,8 +51,14 @@ def connection_parent() -> argparse.ArgumentParser:
     return parent
 
 
+def env_only_text(setting: settings.Setting[Any]) -> str:
+    """``RELAY_X: what it is, its range (default D)``: a setting without a flag."""
+    bounds = "" if setting.range is None else f", {setting.range.bounds}"
+    return f"{setting.env}: {setting.help}{bounds} (default {setting.default_text})"
+
+
 def add_server_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
-    only = "; ".join(f"{var}: {text}, {kind.bounds}" for var, kind, text in SERVER_ENV_ONLY)
+    only = "; ".join(env_only_text(s) for s in settings.SERVER if s.flag is None)
     server = sub.add_parser(
         "server",
         parents=[conn],
@@ -81,64 +67,13 @@ def add_server_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
         "open streams at once and stop the process within a hard deadline. "
         f"Set by environment only: {only}.",
     )
-    server.add_argument(
-        "--host",
-        default=types.env("RELAY_HOST", "127.0.0.1"),
-        help="bind address (env RELAY_HOST, default 127.0.0.1); bound to 0.0.0.0 or ::, "
-        "the server still answers only to the Host names localhost, 127.0.0.1 and [::1]: "
-        "give every name and address clients use with --allowed-host",
-    )
-    add_number(server, "--port", types.port, "port (0 picks one)", default=8000, var="RELAY_PORT")
-    server.add_argument(
-        "--allowed-host",
-        action="append",
-        metavar="NAME",
-        help="a host name or IP address this server answers to (any port), besides the "
-        "bind address, localhost, 127.0.0.1 and [::1]; repeatable. A request with any "
-        "other Host header gets 421 (against DNS rebinding), except /healthz and /readyz. "
-        "'*' allows any Host: only behind a proxy that checks Host itself "
-        "(env RELAY_ALLOWED_HOSTS, comma-separated; the flags replace it)",
-    )
-    server.add_argument(
-        "--api-token",
-        default=types.env("RELAY_API_TOKEN"),
-        help="require this bearer token for /api/* and /metrics (env RELAY_API_TOKEN)",
-    )
-    server.add_argument(
-        "--metrics-token",
-        default=types.env("RELAY_METRICS_TOKEN"),
-        help="require this bearer token, and no other, for /metrics (env RELAY_METRICS_TOKEN)",
-    )
-    server.add_argument(
-        "--read-only",
-        action="store_true",
-        default=(types.env("RELAY_READ_ONLY") or "").lower() in ("1", "true", "yes", "on"),
-        help="refuse every mutating API call with 403 (env RELAY_READ_ONLY)",
-    )
-    add_number(
-        server,
-        "--poll-interval",
-        float_between(0.05, 3600),
-        "seconds between hub polls of Redis",
-        default=1.0,
-        var="RELAY_POLL_INTERVAL",
-    )
-    add_number(
-        server,
-        "--keep-alive-timeout",
-        float_between(0.1, 3600),
-        "seconds an idle HTTP keep-alive connection stays open",
-        default=5.0,
-        var="RELAY_KEEP_ALIVE_TIMEOUT",
-    )
-    add_number(
-        server,
-        "--graceful-timeout",
-        float_between(0, 600),
-        "seconds in-flight requests get at shutdown",
-        default=2.0,
-        var="RELAY_GRACEFUL_TIMEOUT",
-    )
+    add_setting(server, settings.HOST)
+    add_setting(server, settings.PORT)
+    for setting in settings.SERVER:
+        if setting.flag is not None and setting not in settings.CONNECTION:
+            add_setting(server, setting)
+    add_setting(server, settings.KEEP_ALIVE_TIMEOUT)
+    add_setting(server, settings.GRACEFUL_TIMEOUT)
 
 
 def add_worker_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
@@ -152,62 +87,8 @@ def add_worker_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
     worker.add_argument(
         "--queue", action="append", required=True, type=types.queue, help="repeatable"
     )
-    add_number(
-        worker,
-        "--concurrency",
-        int_between(1, MAX_CONCURRENCY),
-        "jobs run at once per queue",
-        default=10,
-        var="RELAY_CONCURRENCY",
-    )
-    worker.add_argument(
-        "--handler",
-        default=types.env("RELAY_HANDLER", "demo"),
-        help="module:function, or 'demo' (env RELAY_HANDLER, default demo)",
-    )
-    add_number(
-        worker,
-        "--visibility-ms",
-        int_between(100, brokermod.MAX_VISIBILITY_MS),
-        "lease length in ms; heartbeats extend it every third",
-        default=30_000,
-        var="RELAY_VISIBILITY_MS",
-    )
-    add_number(
-        worker,
-        "--grace-period",
-        float_between(0, 86_400),
-        "seconds running jobs get at shutdown",
-        default=10.0,
-        var="RELAY_GRACE_PERIOD",
-    )
-    add_number(
-        worker,
-        "--job-timeout",
-        float_between(0, MAX_JOB_TIMEOUT, exclude_low=True),
-        "default per-attempt timeout in seconds for jobs enqueued without a timeout_ms "
-        "of their own: at the timeout an async handler is cancelled and the job nacked "
-        "('timed out after ...'); a thread handler's job comes back through the reaper",
-        var="RELAY_JOB_TIMEOUT",
-        none="none: no timeout",
-        metavar="SECONDS",
-    )
-    add_number(
-        worker,
-        "--demo-fail-rate",
-        types.fraction,
-        "share of jobs the demo handler fails",
-        default=0.05,
-        var="RELAY_DEMO_FAIL_RATE",
-    )
-    add_number(
-        worker,
-        "--demo-sleep-ms",
-        float_between(0, 3_600_000),
-        "how long the demo handler works on a job, in ms",
-        default=20.0,
-        var="RELAY_DEMO_SLEEP_MS",
-    )
+    for setting in settings.WORKER:
+        add_setting(worker, setting)
 
 
 def add_enqueue_parser(sub: Any, conn: argparse.ArgumentParser) -> None:

@@ -1,29 +1,28 @@
 """Argument types for the command line: each turns bad text into a clear argparse error.
 
-A default read from a ``RELAY_*`` variable is an :class:`EnvValue`: argparse
-runs an option's ``type`` on a string default too (only when the flag is not
-given), and the types below then name the variable in their message, so a bad
-variable is one line and exit status 2, like a bad flag.
+A setting's flag (:func:`add_setting`) is made from its definition in
+:mod:`relay_trio.settings`: its type is the setting's parser, its help says the
+range, the variable and the default. A default read from a ``RELAY_*``
+variable is an :class:`EnvValue`: argparse runs an option's ``type`` on a
+string default too (only when the flag is not given), and the types below then
+name the variable in their message, so a bad variable is one line and exit
+status 2, like a bad flag.
 """
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import math
 import os
-import re
-import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from .._errors import InvalidInput
+from .._errors import ConfigError, InvalidInput
+from .._setting import BadValue, Range, show
 from ..job import validate_job_id, validate_queue_name
-from ..keys import validate_prefix
-from ..redis_io import redis_url_problem
+from ..settings import Setting
 
-N = TypeVar("N", int, float)
+T = TypeVar("T")
+NO_FALLBACK: Any = object()
 
 
 class EnvValue(str):
@@ -44,144 +43,142 @@ def env(name: str, default: str | None = None) -> str | None:
     return EnvValue(value, name) if value else default
 
 
-def _error(text: str, reason: str, got: str) -> argparse.ArgumentTypeError:
-    """``reason`` (and ``got``) for a flag; ``VAR=value: reason`` for a variable."""
-    if isinstance(text, EnvValue):
-        return argparse.ArgumentTypeError(f"{text.var}={shlex.quote(text)}: {reason}")
-    return argparse.ArgumentTypeError(f"{reason}, got {got}" if got else reason)
-
-
 def one_of(*names: str) -> Callable[[str], str]:
     """A parser that takes one of ``names`` (applied to a default from the
     environment too, unlike argparse's ``choices``)."""
 
     def parse(text: str) -> str:
         if text not in names:
-            raise _error(text, f"choose one of {', '.join(names)}", repr(text))
+            raise argparse.ArgumentTypeError(f"choose one of {', '.join(names)}, got {text!r}")
         return text
 
     parse.__name__ = "choice"
     return parse
 
 
-def show(value: float) -> str:
-    """``10,000``, ``0.05``, ``86,400,000``: a bound as people read it."""
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:g}"
-    return f"{int(value):,}"
+def argtype(parse: Callable[[str], T], *, name: str) -> Callable[[str], T]:
+    """``parse`` as an argparse ``type`` for an argument that is no setting: a
+    :class:`BadValue` becomes a one-line argparse error."""
 
-
-@dataclass(frozen=True)
-class Number(Generic[N]):
-    """A parser for a ``kind`` in [low, high] (or (low, high] with ``exclude_low``).
-    Floats must be finite. ``bounds`` is the range in words, for help texts."""
-
-    kind: type[N]
-    low: N
-    high: N
-    exclude_low: bool = False
-
-    @property
-    def bounds(self) -> str:
-        first = "more than" if self.exclude_low else "at least"
-        return f"{first} {show(self.low)} and at most {show(self.high)}"
-
-    @property
-    def noun(self) -> str:
-        return "whole number" if self.kind is int else "number"
-
-    def __call__(self, text: str) -> N:
+    def convert(text: str) -> T:
         try:
-            value = self.kind(text)
-        except ValueError:
-            raise _error(text, f"not a {self.noun}", repr(text)) from None
-        if not math.isfinite(value):
-            raise _error(text, f"not a finite {self.noun}", repr(text))
-        if value < self.low or value > self.high or (self.exclude_low and value == self.low):
-            raise _error(text, f"must be {self.bounds}", show(value))
-        return value
+            return parse(text)
+        except BadValue as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
 
 
-def number(kind: type[N], low: N, high: N, *, exclude_low: bool = False) -> Number[N]:
-    return Number(kind, low, high, exclude_low)
+def setting_type(setting: Setting[T]) -> Callable[[str], T]:
+    """The type of ``setting``'s flag: from its variable (an :class:`EnvValue`),
+    a bad value is ``RELAY_X: reason, got value``, as ``ServerConfig.from_env``
+    says it; from the flag, ``reason, got value`` (the value left out when it is
+    a secret)."""
+
+    def convert(text: str) -> T:
+        if isinstance(text, EnvValue):
+            try:
+                return setting.read(text)
+            except ConfigError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+        try:
+            return setting.parse(text)
+        except BadValue as exc:
+            message = str(exc) if setting.show_value else exc.reason
+            raise argparse.ArgumentTypeError(message) from None
+
+    convert.__name__ = setting.name
+    return convert
 
 
-def int_between(low: int, high: int) -> Number[int]:
-    return Number(int, low, high)
+def int_between(low: int, high: int) -> Range[int]:
+    return Range(int, low, high)
 
 
-def float_between(low: float, high: float, *, exclude_low: bool = False) -> Number[float]:
-    return Number(float, low, high, exclude_low)
-
-
-port = int_between(0, 65535)
-fraction = float_between(0.0, 1.0)
+def float_between(low: float, high: float, *, exclude_low: bool = False) -> Range[float]:
+    return Range(float, low, high, exclude_low)
 
 
 def add_number(
     parser: argparse.ArgumentParser,
     flag: str,
-    kind: Number[Any],
+    bounds: Range[Any],
     text: str,
     *,
     default: float | None = None,
-    var: str | None = None,
     none: str = "none",
     **options: Any,
 ) -> None:
-    """``flag`` of type ``kind``; its help is ``text``, the range, the variable
-    (``var``, read here) and ``default`` (shown as ``none`` when None)."""
-    given = "" if var is None else f"env {var}, "
+    """``flag``, a number in ``bounds`` (an argument of one command, not a
+    setting: no variable); its help is ``text``, the range and ``default``
+    (shown as ``none`` when None)."""
     shown = none if default is None else show(default)
     parser.add_argument(
         flag,
-        type=kind,
-        default=default if var is None else env(var) or default,
-        help=f"{text}; {kind.bounds} ({given}default {shown})",
+        type=argtype(bounds.parse, name=bounds.noun),
+        default=default,
+        help=f"{text}; {bounds.bounds} (default {shown})",
         **options,
     )
 
 
-def redis_url(text: str) -> str:
-    """A URL redis-py can use (checked without connecting: scheme, port, database,
-    options). The message leaves the URL out: it may hold a password."""
-    problem = redis_url_problem(text)
-    if problem is not None:
-        where = f"{text.var}: " if isinstance(text, EnvValue) else ""
-        raise argparse.ArgumentTypeError(f"{where}not a Redis URL ({problem})")
-    return text
+class _Switch(argparse.Action):
+    """A flag without a value that sets True; its default (the variable's text)
+    goes through ``type`` like any other."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, True)
 
 
-_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+class _Items(argparse.Action):
+    """Repeatable, each value a tuple of items: the first use replaces the default
+    (the variable's list), later ones add to it."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        marker = f"_{self.dest}_given"
+        current = getattr(namespace, self.dest, ()) if getattr(namespace, marker, False) else ()
+        setattr(namespace, marker, True)
+        setattr(namespace, self.dest, tuple(dict.fromkeys((*current, *values))))
 
 
-def host(text: str) -> str:
-    """An address to listen on: an IP address (v4, or v6 with or without brackets)
-    or a host name (dot-separated labels of letters, digits and hyphens, the last
-    not all digits: ``999.1.1.1`` is no address). Whether a name resolves, and
-    whether the address is this host's, only binding can tell."""
-    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-    try:
-        return str(ipaddress.ip_address(bare))
-    except ValueError:
-        pass
-    labels = text.removesuffix(".").split(".")
-    if (
-        len(text) <= 253
-        and all(_HOST_LABEL.fullmatch(label) for label in labels)
-        and not labels[-1].isdigit()
-    ):
-        return text
-    raise _error(text, "not an IP address or a host name", repr(text))
+def add_setting(
+    parser: argparse.ArgumentParser,
+    setting: Setting[Any],
+    *,
+    fallback: Any = NO_FALLBACK,
+    suppress: bool = False,
+) -> None:
+    """The flag of ``setting``: its type, its help (range, variable, default) and,
+    as its default, its variable, or else ``fallback`` (by default the setting's
+    default). ``suppress``: no default at all (a flag that, when absent, leaves
+    what another parser set)."""
+    assert setting.flag is not None, setting.name
+    last = setting.default if fallback is NO_FALLBACK else fallback
+    default = argparse.SUPPRESS if suppress else env(setting.env) or last
+    options: dict[str, Any] = {"dest": setting.name, "default": default}
+    if isinstance(setting.default, bool):
+        options["action"] = _Switch
+    elif isinstance(setting.default, tuple):
+        options["action"] = _Items
+    if setting.metavar:
+        options["metavar"] = setting.metavar
+    parser.add_argument(
+        setting.flag,
+        type=setting_type(setting),
+        help=setting.describe(),
+        **options,
+    )
 
 
 def _validated(check: Callable[[str], str]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         try:
             return check(text)
-        except InvalidInput as exc:
-            if isinstance(text, EnvValue):  # the message shows the value already
-                raise argparse.ArgumentTypeError(f"{text.var}: {exc.message}") from None
+        except InvalidInput as exc:  # the message shows the value already
             raise argparse.ArgumentTypeError(exc.message) from None
 
     parse.__name__ = check.__name__.removeprefix("validate_")
@@ -190,4 +187,3 @@ def _validated(check: Callable[[str], str]) -> Callable[[str], str]:
 
 queue = _validated(validate_queue_name)
 job_id = _validated(validate_job_id)
-prefix = _validated(validate_prefix)

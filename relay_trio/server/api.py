@@ -20,7 +20,7 @@ request writes nothing to Redis. Every error is ``{"error": "<message>"}``:
 409    the idempotency key already names a job: ``id`` (and ``state``) of it; a
        queue to delete without ``force`` still holds ``jobs`` jobs
 413    a payload over the broker's limit, a bulk request over
-       :data:`MAX_BULK_BYTES` in all, or a body over the server's limit
+       :data:`~.limits.MAX_BULK_BYTES` in all, or a body over the server's limit
 415    a body that is not ``application/json`` (keeps browsers from posting
        jobs cross-site with a plain form)
 503    Redis unavailable (the app's handler)
@@ -47,11 +47,20 @@ from quart.typing import ResponseReturnValue
 from werkzeug.routing import BaseConverter
 
 from .. import job as jobmod
-from .._errors import DuplicateJob, InvalidInput, JobNotFound, QueueNotEmpty, QueueNotFound
-from ..broker import DLQ_PAGE_DEFAULT, DLQ_PAGE_MAX, MAX_ENQUEUE_MANY, Broker, EnqueueResult
+from .._errors import (
+    DuplicateJob,
+    InvalidInput,
+    JobNotFound,
+    QueueNotEmpty,
+    QueueNotFound,
+    RelayError,
+)
+from .._validate import check_int
+from ..broker import Broker, EnqueueResult
 from ..job import JobSpec, validate_queue_name
 from .errors import json_error
-from .openapi import MAX_BULK_BYTES, MAX_DLQ_OFFSET, build_openapi
+from .limits import DLQ_PAGE_DEFAULT, DLQ_PAGE_MAX, MAX_BULK_BYTES, MAX_DLQ_OFFSET, MAX_ENQUEUE_MANY
+from .openapi import build_openapi
 from .state import relay_state
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -89,8 +98,9 @@ _DECIMAL = re.compile(r"-?[0-9]{1,30}")
 _FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
-class ApiError(Exception):
-    """A request refused with ``status``; ``extra`` goes into the JSON error body."""
+class ApiError(RelayError):
+    """A request refused with ``status``; ``extra`` goes into the JSON error body.
+    (It never leaves the app: its handler below makes it the response.)"""
 
     def __init__(self, status: int, message: str, **extra: object) -> None:
         super().__init__(message)
@@ -270,10 +280,7 @@ def _query_int(name: str, default: int, low: int, high: int) -> int:
         return default
     if not _DECIMAL.fullmatch(value):
         raise InvalidInput(name, f"must be an integer, got {value!r}")
-    number = int(value)
-    if not low <= number <= high:
-        raise InvalidInput(name, f"must be between {low} and {high}, got {number}")
-    return number
+    return check_int(name, int(value), low, high)
 
 
 def _query_bool(name: str, default: bool) -> bool:
@@ -333,9 +340,7 @@ async def enqueue_bulk(q: str) -> ResponseReturnValue:
 
 
 def _bulk_count(broker: Broker, body: Mapping[str, Any]) -> list[JobSpec]:
-    count = _integer("count", body["count"])
-    if not 1 <= count <= MAX_ENQUEUE_MANY:
-        raise InvalidInput("count", f"must be between 1 and {MAX_ENQUEUE_MANY}, got {count}")
+    count = check_int("count", _integer("count", body["count"]), 1, MAX_ENQUEUE_MANY)
     template = _job_spec(broker, body)
     if count * len(template.payload) > MAX_BULK_BYTES:
         raise ApiError(413, f"count x payload size is over {MAX_BULK_BYTES} bytes")

@@ -23,18 +23,17 @@ from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from .._errors import RedisUnavailable, RelayError
+from .._errors import NotServing, RedisUnavailable, RelayError
 from ..broker import Broker
 from ..hub import Hub
 from ..metrics import CONTENT_TYPE, Metrics
-from ..redis_io import RedisIO
 from .api import api
 from .auth import Access
 from .broadcast import Broadcaster
 from .config import ServerConfig
 from .direct import availability as fast_path_availability
 from .errors import json_error
-from .state import RelayState, relay_state
+from .state import RelayState, relay_state, relay_state_of
 from .stream import EventStreamResponse, stream
 
 log = logging.getLogger(__name__)
@@ -66,6 +65,20 @@ class _Connection(TrioASGIHTTPConnection):
 
 class RelayApp(QuartTrio):
     asgi_http_class = _Connection
+
+    @property
+    def state(self) -> RelayState:
+        """What the app holds: its config, metrics, and while serving its broker,
+        hub and broadcaster."""
+        return relay_state_of(self)
+
+    def close_streams(self) -> None:
+        """End every open stream at once and refuse new ones (the hub closes): the
+        first step of a shutdown, so that streams do not hold the server for its
+        whole graceful timeout. Nothing to do when not serving."""
+        hub = self.state.hub
+        if hub is not None:
+            hub.close()
 
     def allow_bind_address(self, host: str) -> None:
         """Answer to ``host`` (the address the server binds) as a Host too."""
@@ -131,9 +144,9 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
 
     @app.before_serving
     async def start() -> None:
-        io = RedisIO.from_url(config.redis_url, socket_timeout=config.socket_timeout)
-        broker = Broker(
-            io,
+        broker = Broker.from_url(
+            config.redis_url,
+            socket_timeout=config.socket_timeout,
             prefix=config.prefix,
             max_payload_bytes=config.max_payload_bytes,
             events=state.metrics,
@@ -177,7 +190,7 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
     @app.get("/readyz")
     async def readyz() -> Any:
         try:
-            await relay_state().serving_broker.io.ping()
+            await relay_state().serving_broker.ping()
         except RelayError as exc:
             # Redis's own words (an address, "invalid username-password pair") only
             # for those who may use the API
@@ -223,6 +236,10 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
     @app.errorhandler(RedisUnavailable)
     async def redis_down(exc: RedisUnavailable) -> tuple[Response, int]:
         return json_error(str(exc), 503)
+
+    @app.errorhandler(NotServing)
+    async def not_serving(exc: NotServing) -> tuple[Response, int]:
+        return json_error(str(exc), 503)  # a request during startup or shutdown
 
     @app.errorhandler(Exception)
     async def internal(exc: Exception) -> tuple[Response, int]:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from quart import Response, current_app, request
 
+from .._setting import BadValue
 from .errors import json_error
 
 if TYPE_CHECKING:
@@ -86,7 +87,9 @@ def canonical_host(text: str, *, bare_ipv6: bool = False) -> str | None:
 
 
 def allowed_host(text: str) -> str:
-    """One entry of the allow-list (a flag's or a variable's), canonical; ValueError if bad."""
+    """One entry of the allow-list (a flag's or a variable's), canonical. A bad
+    one is a :class:`~relay_trio._setting.BadValue` that shows it: the caller
+    (:mod:`relay_trio.settings`) names the setting, in a ``ConfigError``."""
     name = text.strip()
     if name == ANY_HOST:
         return name
@@ -97,9 +100,9 @@ def allowed_host(text: str) -> str:
             name = ""
     found = canonical_host(name, bare_ipv6=True)
     if found is None:
-        raise ValueError(
-            f"allowed host {text!r}: expected a host name or an IP address (no scheme, "
-            "no port), or * for any"
+        raise BadValue(
+            f"allowed host {text!r} is not a host name or an IP address (no scheme, no "
+            "port), nor * for any"
         )
     return found
 

@@ -1,106 +1,52 @@
-"""Server configuration: flags and ``RELAY_*`` environment variables."""
+"""Server configuration: one field per setting of :data:`relay_trio.settings.SERVER`.
+
+Each field's type, range, default, ``RELAY_*`` variable and help are those of
+its :class:`~relay_trio.settings.Setting`; nothing about a setting is written
+here but its name and type. Every field is checked when a config is made, and
+``from_env()`` names the variable a bad value came from.
+"""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..job import DEFAULT_MAX_PAYLOAD_BYTES
-from ..keys import DEFAULT_PREFIX
-from .auth import allowed_host
-
-
-def _env_bool(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+from .. import settings as s
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Everything the server needs; every field has a ``RELAY_*`` variable."""
+    """Everything the server needs; see :data:`relay_trio.settings.SERVER` for
+    what each field means, its range and its ``RELAY_*`` variable.
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    prefix: str = DEFAULT_PREFIX
-    api_token: str | None = None
-    """When set, /api/* needs ``Authorization: Bearer <token>``, and so does
-    /metrics unless ``metrics_token`` is set; the stream also takes a one-time
-    ``?ticket=`` from ``POST /api/stream/ticket`` (EventSource cannot send
-    headers). Any text but empty, with no control character and no space or tab
-    at either end; compared as UTF-8 bytes."""
-    metrics_token: str | None = None
-    """When set, /metrics needs ``Authorization: Bearer <metrics token>`` (and no
-    other token): for a scraper that should not hold the API token."""
-    allowed_hosts: tuple[str, ...] = ()
-    """Host names (or IP addresses) the server answers to besides the bind
-    address, ``localhost``, ``127.0.0.1`` and ``::1``; any port. ``*`` allows
-    any Host: only behind a proxy that checks Host itself. Any other Host is 421
-    (DNS rebinding). Kept in canonical form (lowercase, IPv6 without brackets)."""
-    stream_ticket_ttl: float = 60.0
-    """Seconds a stream ticket stays good (it opens one stream, once)."""
-    read_only: bool = False
-    """Refuse every mutating API call with 403."""
-    poll_interval: float = 1.0
-    """Seconds between two hub polls of Redis."""
-    keepalive_interval: float = 15.0
-    """Seconds between keep-alive comments on an idle stream."""
-    stream_retry_ms: int = 2000
-    """The ``retry:`` hint sent at the start of a stream."""
-    drop_after: float = 30.0
-    """A subscriber that takes no snapshot for this long is dropped."""
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-    socket_timeout: float = 5.0
+    ``allowed_hosts`` is kept in canonical form (lowercase, IPv6 without
+    brackets); a single name may be given as a string. A value out of range is
+    a :class:`~relay_trio.ConfigError` (a ``ValueError``) naming the field."""
+
+    redis_url: str = s.REDIS_URL.default
+    prefix: str = s.PREFIX.default
+    api_token: str | None = s.API_TOKEN.default
+    metrics_token: str | None = s.METRICS_TOKEN.default
+    allowed_hosts: tuple[str, ...] = s.ALLOWED_HOSTS.default
+    stream_ticket_ttl: float = s.STREAM_TICKET_TTL.default
+    read_only: bool = s.READ_ONLY.default
+    poll_interval: float = s.POLL_INTERVAL.default
+    keepalive_interval: float = s.KEEPALIVE_INTERVAL.default
+    stream_retry_ms: int = s.STREAM_RETRY_MS.default
+    drop_after: float = s.DROP_AFTER.default
+    max_payload_bytes: int = s.MAX_PAYLOAD_BYTES.default
+    socket_timeout: float = s.SOCKET_TIMEOUT.default
 
     @classmethod
-    def from_env(cls, **overrides: object) -> ServerConfig:
-        env = os.environ
-        values: dict[str, object] = {
-            "redis_url": env.get("RELAY_REDIS_URL") or cls.redis_url,
-            "prefix": env.get("RELAY_PREFIX") or cls.prefix,
-            "api_token": env.get("RELAY_API_TOKEN") or None,
-            "metrics_token": env.get("RELAY_METRICS_TOKEN") or None,
-            "allowed_hosts": tuple(
-                name.strip()
-                for name in env.get("RELAY_ALLOWED_HOSTS", "").split(",")
-                if name.strip()
-            ),
-            "read_only": _env_bool("RELAY_READ_ONLY"),
-        }
-        for name, var, kind in (
-            ("poll_interval", "RELAY_POLL_INTERVAL", float),
-            ("keepalive_interval", "RELAY_KEEPALIVE_INTERVAL", float),
-            ("drop_after", "RELAY_STREAM_DROP_AFTER", float),
-            ("max_payload_bytes", "RELAY_MAX_PAYLOAD_BYTES", int),
-        ):
-            if env.get(var):
-                try:
-                    values[name] = kind(env[var])
-                except ValueError:
-                    raise ValueError(f"{var}={env[var]!r} is not a valid {kind.__name__}") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, /, **overrides: object
+    ) -> ServerConfig:
+        """A config from the ``RELAY_*`` variables (of ``environ``, by default the
+        process's), where ``overrides`` (not None) do not say otherwise. A bad
+        variable is a :class:`~relay_trio.ConfigError` naming it
+        (``RELAY_POLL_INTERVAL: must be ..., got 0``)."""
+        return cls(**s.from_environment(s.SERVER, overrides, environ))  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
-        _check_token("API token", self.api_token)
-        _check_token("metrics token", self.metrics_token)
-        hosts = (self.allowed_hosts,) if isinstance(self.allowed_hosts, str) else self.allowed_hosts
-        canonical = tuple(dict.fromkeys(allowed_host(name) for name in hosts))
-        object.__setattr__(self, "allowed_hosts", canonical)  # frozen: set once, here
-        if not 0 < self.stream_ticket_ttl <= 3600:
-            raise ValueError(
-                f"stream ticket TTL {self.stream_ticket_ttl!r}: expected 0 < seconds <= 3600"
-            )
-
-
-def _check_token(what: str, token: str | None) -> None:
-    """A token must be sendable as an HTTP header: ValueError if it cannot be."""
-    if token is None:
-        return
-    if not token:
-        raise ValueError(f"the {what} is empty")
-    if token != token.strip(" \t"):
-        raise ValueError(f"the {what} starts or ends with a space or a tab, which HTTP drops")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in token):
-        raise ValueError(f"the {what} has a control character, which no HTTP header can carry")
-    try:
-        token.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"the {what} is not valid UTF-8 text") from None
+        for setting in s.SERVER:  # frozen: each value is checked and set once, here
+            object.__setattr__(self, setting.name, setting.validate(getattr(self, setting.name)))

@@ -30,6 +30,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from .. import settings
 from .._errors import ListenError, unwrap_group
 from .app import RelayApp, create_app
 from .config import ServerConfig
@@ -49,26 +50,39 @@ def hypercorn_config(
 
 
 async def serve_relay(
-    config: ServerConfig,
     *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    config: ServerConfig | None = None,
     app: RelayApp | None = None,
+    host: str = settings.HOST.default,
+    port: int = settings.PORT.default,
     stop: trio.Event | None = None,
     handle_signals: bool = False,
-    graceful_timeout: float = 2.0,
-    keep_alive_timeout: float = 5.0,
+    graceful_timeout: float = settings.GRACEFUL_TIMEOUT.default,
+    keep_alive_timeout: float = settings.KEEP_ALIVE_TIMEOUT.default,
     hard_deadline: float = 4.0,
     exit_process_after: float | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``stop`` is set; ``task_status.started(binds)`` gives the bound
-    URLs (so port 0 works). Returns once the server is down. Raises
-    :class:`ListenError` (an ``OSError`` with the system's ``errno``) if it
-    cannot listen on ``host``:``port``.
+    """Serve ``app``, or a new app made from ``config`` (one or the other, not
+    both: an app has its config), until ``stop`` is set;
+    ``task_status.started(binds)`` gives the bound URLs (so port 0 works).
+    Returns once the server is down. Raises :class:`ListenError` (an
+    ``OSError`` with the system's ``errno``) if it cannot listen on
+    ``host``:``port``; a ``ConfigError`` (a ``ValueError``) for a host, port or
+    timeout out of its range (:data:`relay_trio.settings.LAUNCH`), and
+    ``TypeError`` for both ``config`` and ``app``, or neither.
 
     ``exit_process_after`` (for the command line only) arms a timer, once the
     stop comes, that ends the whole process if it is still running then."""
+    if (config is None) == (app is None):
+        raise TypeError(
+            "serve_relay() takes config= (it makes the app) or app= (it has its config), "
+            f"not {'both' if app is not None else 'neither'}"
+        )
+    host = settings.HOST.validate(host)
+    port = settings.PORT.validate(port)
+    graceful_timeout = settings.GRACEFUL_TIMEOUT.validate(graceful_timeout)
+    keep_alive_timeout = settings.KEEP_ALIVE_TIMEOUT.validate(keep_alive_timeout)
     app = create_app(config) if app is None else app
     app.allow_bind_address(host)  # a Host the app answers to, besides localhost
     stop = trio.Event() if stop is None else stop
@@ -78,9 +92,7 @@ async def serve_relay(
 
     async def shutdown_trigger() -> None:
         await stop.wait()
-        hub = app.extensions["relay"].hub
-        if hub is not None:
-            hub.close()
+        app.close_streams()
 
     failure: ListenError | None = None
     async with trio.open_nursery() as nursery:

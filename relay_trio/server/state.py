@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from quart import current_app
+from quart import Quart, current_app
 
+from .._errors import NotServing
 from ..broker import Broker
 from ..hub import Hub
 from ..metrics import Metrics
@@ -27,23 +28,28 @@ class RelayState:
     @property
     def serving_broker(self) -> Broker:
         if self.broker is None:
-            raise RuntimeError("the server is not serving")
+            raise NotServing("the server is not serving")
         return self.broker
 
     @property
     def serving_hub(self) -> Hub:
         if self.hub is None:
-            raise RuntimeError("the server is not serving")
+            raise NotServing("the server is not serving")
         return self.hub
 
     @property
     def serving_broadcaster(self) -> Broadcaster:
         if self.broadcaster is None:
-            raise RuntimeError("the server is not serving")
+            raise NotServing("the server is not serving")
         return self.broadcaster
+
+
+def relay_state_of(app: Quart) -> RelayState:
+    """The state of ``app`` (one :func:`~relay_trio.server.create_app` made)."""
+    state: RelayState = app.extensions["relay"]
+    return state
 
 
 def relay_state() -> RelayState:
     """The state of the app handling the current request."""
-    state: RelayState = current_app.extensions["relay"]
-    return state
+    return relay_state_of(current_app)

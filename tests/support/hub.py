@@ -51,7 +51,7 @@ class FakeMetrics:
 
 
 @asynccontextmanager
-async def serving(hub: Hub) -> AsyncIterator[trio.Nursery]:
+async def serving_hub(hub: Hub) -> AsyncIterator[trio.Nursery]:
     """Run ``hub.serve`` in a nursery of the test's; cancel it at the end."""
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.serve)
