@@ -12,8 +12,14 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from ._errors import ConfigError, DemoFailure
-from ._validate import check_number
+from ._setting import Range
+from ._validate import in_range
 from .job import Job
+
+FAIL_RATE = Range(float, 0.0, 1.0)
+"""The share of jobs the demo handler fails."""
+SLEEP_MS = Range(float, 0.0, 3_600_000.0)
+"""How long it works on a job, in ms: up to an hour."""
 
 
 def make_demo_handler(
@@ -21,8 +27,8 @@ def make_demo_handler(
 ) -> Callable[[Job], Awaitable[None]]:
     """An async handler that sleeps ~``sleep_ms`` (uniform 0.5x-1.5x) and raises
     :class:`DemoFailure` for a ``fail_rate`` share of the jobs."""
-    check_number("fail_rate", fail_rate, 0.0, 1.0, error=ConfigError)
-    check_number("sleep_ms", sleep_ms, 0.0, 3_600_000.0, error=ConfigError)
+    in_range("fail_rate", fail_rate, FAIL_RATE, error=ConfigError)
+    in_range("sleep_ms", sleep_ms, SLEEP_MS, error=ConfigError)
 
     async def demo_handler(job: Job) -> None:
         await trio.sleep(sleep_ms * random.uniform(0.5, 1.5) / 1000)

@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import worker_config
+from . import demo_handler, worker_config
 from ._errors import InvalidInput
 from ._setting import (
     HOUR,
@@ -403,7 +403,7 @@ JOB_TIMEOUT = optional_number(
 DEMO_FAIL_RATE = number(
     "demo_fail_rate",
     "RELAY_DEMO_FAIL_RATE",
-    FRACTION,
+    demo_handler.FAIL_RATE,
     _parameter_default(make_demo_handler, "fail_rate"),
     "share of jobs the demo handler fails",
     flag="--demo-fail-rate",
@@ -411,7 +411,7 @@ DEMO_FAIL_RATE = number(
 DEMO_SLEEP_MS = number(
     "demo_sleep_ms",
     "RELAY_DEMO_SLEEP_MS",
-    Range(float, 0.0, float(HOUR_MS)),
+    demo_handler.SLEEP_MS,
     _parameter_default(make_demo_handler, "sleep_ms"),
     "how long the demo handler works on a job, in ms",
     flag="--demo-sleep-ms",

@@ -7,80 +7,25 @@ test's own prefix (or the same two through ``RELAY_*`` environment variables).
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import trio
+from support import make_dead
+from support.cli import DEAD_URL, HEX32, TESTS_DIR, Cli, Q, Result, clean_env
 
 from relay_trio import Broker, JobNotFound, JobState
 
-TESTS_DIR = Path(__file__).resolve().parent
-Q = "clitest"
-HEX32 = re.compile(r"[0-9a-f]{32}")
-DEAD_URL = "redis://127.0.0.1:1/0"
 COMMANDS = ("server", "worker", "enqueue", "stats", "dlq", "pause", "resume", "queue", "demo")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any RELAY_* setting, tests/ on PYTHONPATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Cli:
-    url: str
-    prefix: str
-
-    async def raw(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        with trio.fail_after(30):
-            done = await trio.run_process(
-                [sys.executable, "-m", "relay_trio.cli", *args],
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-                env=env or clean_env(),
-                cwd=TESTS_DIR.parent,
-            )
-        return Result(done.returncode, done.stdout.decode(), done.stderr.decode())
-
-    async def __call__(self, *args: str) -> Result:
-        return await self.raw("--redis-url", self.url, "--prefix", self.prefix, *args)
-
-    def argv(self, *args: str) -> list[str]:
-        base = [sys.executable, "-m", "relay_trio.cli", "--redis-url", self.url]
-        return [*base, "--prefix", self.prefix, *args]
 
 
 @pytest.fixture
 def cli(redis_server: Any, prefix: str) -> Cli:
     return Cli(redis_server.url, prefix)
-
-
-async def make_dead(broker: Broker, n: int, queue: str = Q) -> list[str]:
-    """``n`` jobs in the DLQ of ``queue`` (which has no other ready jobs), oldest first."""
-    specs = [broker.spec(f"d{i}") for i in range(n)]
-    ids = [r.id for r in await broker.enqueue_many(queue, specs)]
-    by_id = {job.id: job for job in (await broker.claim(queue, n)).jobs}
-    for job_id in ids:
-        await broker.nack(by_id[job_id], f"KeyError: no such thing {job_id[:6]}", dead=True)
-    return ids
 
 
 def assert_clean_failure(result: Result) -> None:
@@ -170,7 +115,7 @@ async def test_stats_text_and_json(cli: Cli, broker: Broker) -> None:
 
 
 async def test_dlq_list_requeue_delete_purge(cli: Cli, broker: Broker) -> None:
-    ids = await make_dead(broker, 5)
+    ids = await make_dead(broker, Q, 5, error="KeyError: no such thing {id}")
 
     listed = await cli("dlq", "list", Q)
     assert listed.code == 0, listed.err
@@ -206,7 +151,7 @@ async def test_dlq_list_requeue_delete_purge(cli: Cli, broker: Broker) -> None:
     s = await broker.stats(Q)
     assert (s.ready, s.dlq) == (4, 0)
 
-    more = await make_dead(broker, 2, "purge-me")
+    more = await make_dead(broker, "purge-me", 2)
     purged = await cli("dlq", "purge", "purge-me")
     assert purged.code == 0, purged.err
     assert "purged 2" in purged.out

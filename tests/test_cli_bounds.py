@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import trio
-from test_cli import DEAD_URL, HEX32, TESTS_DIR, Cli, Q, clean_env
+from support.cli import DEAD_URL, HEX32, TESTS_DIR, Cli, Q, clean_env
 
 from relay_trio import Broker, JobState
 from relay_trio import cli as climod

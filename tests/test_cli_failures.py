@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from support.cli import TESTS_DIR, Cli, Result, clean_env
 from support.fake_redis import PASSWORD, REFUSED_URL, FakeServer
-from test_cli import TESTS_DIR, Cli, Result, clean_env
 
 from relay_trio.embedded import EmbeddedRedis
 

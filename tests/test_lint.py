@@ -27,11 +27,6 @@ def test_tool_is_clean(command: list[str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-PENDING = {"test_cli_bounds.py", "test_cli_failures.py"}
-"""They still import ``Cli`` and ``clean_env`` from test_cli.py: those move to
-tests/support with the command line's own rework."""
-
-
 def test_no_test_module_imports_another() -> None:
     """What tests share lives in tests/support; a test module imports no other
     test module (nor conftest)."""
@@ -39,6 +34,6 @@ def test_no_test_module_imports_another() -> None:
     offenders = {
         path.name: names
         for path in sorted((ROOT / "tests").glob("test_*.py"))
-        if path.name not in PENDING and (names := imports.findall(path.read_text()))
+        if (names := imports.findall(path.read_text()))
     }
     assert offenders == {}
