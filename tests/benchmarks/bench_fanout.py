@@ -16,24 +16,47 @@ measured:
   only the snapshots polled inside the window; p50 / p99 / max;
 * events received versus expected (every client should get every snapshot of
   the window; late ones get ``--grace`` seconds after it);
-* the server's RSS (``VmRSS``) with no client, with one, and with C → KiB per
-  client; the server's CPU (all threads) and this load client's CPU;
+* memory per client, = (reading with C clients - reading with 1) / (C - 1):
+  the server's RSS (``VmRSS``); the kernel memory of the server's end of the
+  connections (``ss -tmn``: skmem r + w + f + o of the sockets on the server's
+  port); ``/proc/net/sockstat`` ``TCP: mem`` (pages; every TCP socket of the
+  machine, so both ends of each loopback connection); their sum RSS + kernel
+  (the server's sockets; sockstat's both ends without ``ss``); and, for the
+  detail table, the load client's sockets and the kernel's slab
+  (``/proc/meminfo``). *Quiet* readings are taken half a tick after a snapshot
+  (every client has read it); *peak* ones while events are in flight: sockstat
+  every 20 ms through the window, ``ss`` swept back to back for two ticks after;
+* the server's CPU (all threads) and this load client's CPU;
 * the server's garbage-collector time: the server runs as
   ``python -c <wrapper> <same arguments>``, a wrapper that installs a
   ``gc.callbacks`` timer and then calls :func:`relay_trio.cli.main` with the
   arguments ``python -m relay_trio.cli`` would get (``--no-gc-stats`` runs the
   plain module).
 
+Two series, in the same run, against the same server:
+
+* **fast** (``--clients``, default 1 000, 3 000 and 10 000): the server as
+  shipped and HTTP/1.1 clients, so every stream takes the socket fast path —
+  it registers with the broadcaster, the one hub subscriber, which writes each
+  snapshot to every such socket without blocking (one task wake per tick);
+* **asgi** (``--asgi-clients``, default 1 000 and 3 000; none to skip): the
+  same server and HTTP/1.0 clients (``GET /api/stream HTTP/1.0``). Their
+  response cannot be chunked, so the fast path does not apply: each stream
+  subscribes to the hub itself and sends every event through Quart, Hypercorn
+  and h11 (one task wake per client per tick). The body is not framed and ends
+  when the server closes the connection.
+
+Each row checks that its streams took the path it claims: the server's
+``relay_streams_opened_total{path}`` (from ``/metrics``, with ``Host:
+127.0.0.1``) must count them all under that path and none under the other,
+``relay_stream_fast_path_available`` must be 1 for the fast series, and the
+clients must have got the framing of that path (chunked for fast, none for
+asgi). A row that fails the check is marked FAILED in the report and the
+script exits with status 1.
+
 ``--profile`` then samples the server with py-spy (``--gil``: only samples that
 hold the GIL, i.e. Python at work, GC included) for another window at the
-largest C of the first (tick) series and prints where its time goes.
-The main series runs the server as shipped (``--stream-writes tick``: the
-hub's tick writes each event to every socket). ``--task-clients C ...``
-(default 3 000 and 10 000) adds a series with ``--stream-writes task`` (every
-snapshot through the client's channel, its task writes to the socket) and
-``--asgi-clients C ...`` (default 1 000 and 3 000) one with ``--stream-writes
-asgi`` (every event through Quart, Hypercorn and h11): the same server
-otherwise, in the same run, to show what each step is worth.
+largest C of the fast series and prints where its time goes.
 ``--write`` replaces this benchmark's section of docs/benchmarks.md.
 """
 
@@ -47,8 +70,10 @@ import re
 import resource
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,6 +97,13 @@ from relay_trio.embedded import embedded_redis
 
 BEGIN, END = "<!-- bench-fanout:begin -->", "<!-- bench-fanout:end -->"
 GOAL_CLIENTS, GOAL_P99_MS, GOAL_KIB = 10_000, 500.0, 40.0
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+SERIES_REQUEST = {"fast": "1.1", "asgi": "1.0"}
+"""Each series' path and the HTTP version its clients request with."""
+PATHS = tuple(SERIES_REQUEST)
+OPENED = 'relay_streams_opened_total{path="%s"}'
+PEAK_TICKS = 2  # ticks of back-to-back ``ss`` sweeps after the window
+SAMPLE_EVERY = 0.02  # s between two readings of /proc/net/sockstat in the window
 
 GC_WRAPPER = """\
 import gc, json, os, sys, threading, time
@@ -100,9 +132,150 @@ sys.exit(main(sys.argv[1:]))
 
 
 @dataclass
+class Memory:
+    """One reading of what the connections cost, half a tick after a snapshot."""
+
+    rss_kib: int
+    """The server's VmRSS."""
+    tcp_pages: int
+    """``/proc/net/sockstat`` ``TCP: mem``: pages charged to every TCP socket of
+    the machine (both ends of each loopback connection, Redis's too)."""
+    slab_kib: int
+    """``/proc/meminfo`` ``Slab``: the kernel's objects (sockets, files, epoll
+    entries...) of the whole machine."""
+    server_sockets: int | None
+    """Established sockets on the server's port, server side (None: no ``ss``)."""
+    server_skmem: int | None
+    """Bytes: skmem r + w + f + o summed over those sockets."""
+    client_sockets: int | None
+    client_skmem: int | None
+    """The same for the load client's end of the connections."""
+
+
+SKMEM_RE = re.compile(
+    r"\S+:(?P<local>\d+)\s+\S+:(?P<peer>\d+)\s+skmem:\(r(?P<r>\d+),rb\d+,t\d+,tb\d+,"
+    r"f(?P<f>\d+),w(?P<w>\d+),o(?P<o>\d+)"
+)
+
+
+def socket_memory(port: int) -> tuple[int, int, int, int] | None:
+    """(server sockets, their bytes, client sockets, their bytes) of the established
+    connections to ``port``, from ``ss -tmn``; None without ``ss``."""
+    ss = shutil.which("ss")
+    if ss is None:
+        return None
+    out = subprocess.run(
+        [ss, "-tmnH", "state", "established", f"( sport = :{port} or dport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    counts = {True: [0, 0], False: [0, 0]}
+    for m in SKMEM_RE.finditer(out):
+        side = counts[int(m["local"]) == port]  # True: the server's end
+        side[0] += 1
+        side[1] += int(m["r"]) + int(m["w"]) + int(m["f"]) + int(m["o"])
+    return counts[True][0], counts[True][1], counts[False][0], counts[False][1]
+
+
+def _proc_field(path: str, label: str, index: int) -> int:
+    for line in Path(path).read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == label:
+            return int(fields[index])
+    raise RuntimeError(f"no {label} in {path}")
+
+
+def _tcp_pages_of(sockstat: str) -> int:
+    for line in sockstat.splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()
+            return int(fields[fields.index("mem") + 1])
+    raise RuntimeError("no TCP line in /proc/net/sockstat")
+
+
+def tcp_pages() -> int:
+    """``TCP: mem`` of ``/proc/net/sockstat``: pages."""
+    return _tcp_pages_of(Path("/proc/net/sockstat").read_text())
+
+
+def read_memory(server: ServerProcess) -> Memory:
+    sockets = socket_memory(server.port)
+    return Memory(
+        rss_kib=server.rss_kib(),
+        tcp_pages=tcp_pages(),
+        slab_kib=_proc_field("/proc/meminfo", "Slab:", 1),
+        server_sockets=None if sockets is None else sockets[0],
+        server_skmem=None if sockets is None else sockets[1],
+        client_sockets=None if sockets is None else sockets[2],
+        client_skmem=None if sockets is None else sockets[3],
+    )
+
+
+@dataclass
+class Peak:
+    """The most kernel memory the connections held while events were in flight."""
+
+    tcp_pages: int = 0
+    """The highest ``TCP: mem`` sampled every ``SAMPLE_EVERY`` s through the
+    measured window."""
+    server_skmem: int | None = None
+    """Bytes: the highest sum over the server's sockets in back-to-back ``ss``
+    sweeps through ``PEAK_TICKS`` ticks after the window (None: no ``ss``)."""
+    client_skmem: int | None = None
+    sweeps: int = 0
+
+
+def sweep_sockets(port: int, seconds: float, peak: Peak) -> None:
+    """``ss`` sweeps back to back for ``seconds``: the highest sums into ``peak``
+    (in a thread: ``ss`` takes ~50 ms for 20 000 sockets)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sockets = socket_memory(port)
+        if sockets is None:
+            return
+        peak.sweeps += 1
+        peak.server_skmem = max(peak.server_skmem or 0, sockets[1])
+        peak.client_skmem = max(peak.client_skmem or 0, sockets[3])
+
+
+class TcpPagesSampler:
+    """A thread that keeps ``peak.tcp_pages`` at the highest ``TCP: mem`` it reads,
+    every ``SAMPLE_EVERY`` s, until :meth:`stop` (a thread re-reading one open
+    file costs ~1 % of a core; a trio task waking as often, several times that)."""
+
+    def __init__(self, peak: Peak) -> None:
+        self.peak = peak
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sockstat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with open("/proc/net/sockstat", "rb", buffering=0) as sockstat:
+            while True:
+                sockstat.seek(0)
+                pages = _tcp_pages_of(sockstat.read(65536).decode())
+                self.peak.tcp_pages = max(self.peak.tcp_pages, pages)
+                if self._stop.wait(SAMPLE_EVERY):
+                    return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def quiet_memory(server: ServerProcess, pool: EpollSSEClients, interval: float) -> Memory:
+    """A :class:`Memory` reading half a tick after client 0's next snapshot: the
+    snapshot has been read by every client and the next is not polled yet."""
+    await pool.wait_seq(pool.seq + 1)
+    await trio.sleep(interval / 2)
+    return await trio.to_thread.run_sync(read_memory, server)
+
+
+@dataclass
 class Result:
     path: str
-    """The server's ``--stream-writes``: tick (the default), task or asgi."""
+    """The series: fast (HTTP/1.1 clients, the socket fast path) or asgi (HTTP/1.0)."""
     clients: int
     connected: int
     """Clients live (had an event) when the window began: the ones counted."""
@@ -114,15 +287,25 @@ class Result:
     received: int
     delays: list[float]
     rss_idle: int
-    rss_one: int
-    rss_all: int
+    mem_one: Memory
+    mem_all: Memory
+    peak: Peak
     server_cpu: float
     client_cpu: float
     gc: dict[str, list[float]] | None
     snapshots_dropped: float | None
-    """Snapshots replaced unread in a slow subscriber's channel (None: /metrics
+    """Snapshots replaced unread, by the hub or the broadcaster (None: /metrics
     did not answer)."""
     clients_dropped: float | None
+    fast_writes: float | None
+    """Events the broadcaster wrote straight to a socket in the window."""
+    fast_handovers: float | None
+    """Events it left to a stream's own task in the window."""
+    opened: dict[str, float] | None
+    """``relay_streams_opened_total`` by path (None: /metrics did not answer)."""
+    fast_available: float | None
+    chunked_bodies: int
+    plain_bodies: int
     silent_clients: int
     retries: int
     """Connections restarted for want of a first event within 20 s."""
@@ -136,12 +319,98 @@ class Result:
     profile: list[str] = field(default_factory=list)
 
     @property
+    def request(self) -> str:
+        return f"HTTP/{SERIES_REQUEST[self.path]}"
+
+    @property
     def expected(self) -> int:
         return self.ticks * self.connected
 
+    def _per_client(self, one: float, all_: float) -> float:
+        return (all_ - one) / max(1, self.live_end - 1)
+
     @property
-    def kib_per_client(self) -> float:
-        return (self.rss_all - self.rss_one) / max(1, self.live_end - 1)
+    def rss_per_client(self) -> float:
+        """KiB."""
+        return self._per_client(self.mem_one.rss_kib, self.mem_all.rss_kib)
+
+    @property
+    def kernel_server(self) -> float | None:
+        """KiB per client: the server's end of the connections (``ss``)."""
+        one, all_ = self.mem_one.server_skmem, self.mem_all.server_skmem
+        return None if one is None or all_ is None else self._per_client(one, all_) / 1024
+
+    @property
+    def kernel_client(self) -> float | None:
+        """KiB per client: the load client's end (``ss``)."""
+        one, all_ = self.mem_one.client_skmem, self.mem_all.client_skmem
+        return None if one is None or all_ is None else self._per_client(one, all_) / 1024
+
+    @property
+    def kernel_sockstat(self) -> float:
+        """KiB per client: ``TCP: mem``, both ends of each connection."""
+        pages = self._per_client(self.mem_one.tcp_pages, self.mem_all.tcp_pages)
+        return pages * PAGE_SIZE / 1024
+
+    @property
+    def peak_server(self) -> float | None:
+        """KiB per client at the peak: the server's end (``ss`` sweeps)."""
+        one, peak = self.mem_one.server_skmem, self.peak.server_skmem
+        return None if one is None or peak is None else self._per_client(one, peak) / 1024
+
+    @property
+    def peak_client(self) -> float | None:
+        one, peak = self.mem_one.client_skmem, self.peak.client_skmem
+        return None if one is None or peak is None else self._per_client(one, peak) / 1024
+
+    @property
+    def peak_sockstat(self) -> float:
+        """KiB per client at the peak: ``TCP: mem``, both ends."""
+        pages = self._per_client(self.mem_one.tcp_pages, self.peak.tcp_pages)
+        return pages * PAGE_SIZE / 1024
+
+    @property
+    def slab_per_client(self) -> float:
+        """KiB per client: the machine's slab, both ends."""
+        return self._per_client(self.mem_one.slab_kib, self.mem_all.slab_kib)
+
+    @property
+    def kernel(self) -> float:
+        """KiB per client counted with RSS: the server's sockets at their peak (or
+        quiet, whichever is higher), else sockstat's both ends (an upper bound)."""
+        server = [v for v in (self.kernel_server, self.peak_server) if v is not None]
+        return max(server) if server else max(self.kernel_sockstat, self.peak_sockstat)
+
+    @property
+    def total_per_client(self) -> float:
+        return self.rss_per_client + self.kernel
+
+    @property
+    def problem(self) -> str | None:
+        """Why the row's streams did not (provably) take the path it claims, or None."""
+        if self.opened is None:
+            return "/metrics did not answer: the streams' path is unknown"
+        other = next(p for p in PATHS if p != self.path)
+        mine, theirs = self.opened[self.path], self.opened[other]
+        problems = []
+        if mine < self.connected or theirs:
+            problems.append(
+                f"the server opened {mine:,.0f} {self.path} and {theirs:,.0f} {other} streams "
+                f"for {self.connected:,} {self.request} clients"
+            )
+        if self.path == "fast" and self.fast_available != 1:
+            problems.append(f"relay_stream_fast_path_available is {self.fast_available}")
+        framed, unframed = (
+            (self.chunked_bodies, self.plain_bodies)
+            if self.path == "fast"
+            else (self.plain_bodies, self.chunked_bodies)
+        )
+        if framed < self.connected or unframed:
+            problems.append(
+                f"the clients got {self.chunked_bodies:,} chunked and {self.plain_bodies:,} "
+                "unframed bodies"
+            )
+        return "; ".join(problems) or None
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.delays)
@@ -199,13 +468,20 @@ FRAME_RE = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 # Where a sample's stack says the server was, first match wins (py-spy shows the
 # coroutine being stepped on top of trio's run loop).
 PROFILE_AREAS = (
+    (
+        "broadcaster: each snapshot written to every fast-path socket",
+        ("Broadcaster.fan_out", "Broadcaster._run"),
+    ),
     ("hub: poll tick and offer to every subscriber", ("Hub._tick", "Hub._poll")),
     ("Redis I/O (worker threads)", ("redis/",)),
     (
-        "one event out: quart -> hypercorn -> h11 -> trio socket send",
+        "one event out through ASGI: quart -> hypercorn -> h11 -> trio socket send",
         ("send_final_shielded", "HTTPStream.app_send", "protocol_send", "h11/"),
     ),
-    ("a stream's own task (EventStreamResponse.send_to, SocketWriter)", ("send_to",)),
+    (
+        "a stream's own task (EventStreamResponse.send_to, its outlet, SocketWriter.send)",
+        ("send_to", "Outlet.", "SocketWriter."),
+    ),
     ("quart / quart-trio request handling", ("quart/", "quart_trio/")),
     ("hypercorn: accept, read, connection tasks", ("hypercorn/",)),
     ("trio run loop: scheduling, epoll, checkpoints", ("trio/",)),
@@ -273,10 +549,16 @@ async def measure(
 
     rss_idle = server.rss_kib()
     async with trio.open_nursery() as nursery:
-        pool = EpollSSEClients(server.host, server.port, nursery, on_event=on_event)
+        pool = EpollSSEClients(
+            server.host,
+            server.port,
+            nursery,
+            on_event=on_event,
+            http_version=SERIES_REQUEST[path],
+        )
         await pool.grow_to(1)
-        await pool.wait_seq(pool.seq + 2)
-        rss_one = server.rss_kib()
+        await pool.wait_seq(pool.seq + 1)
+        mem_one = await quiet_memory(server, pool, args.interval)
         began, overflows0 = trio.current_time(), _listen_overflows()
         with trio.move_on_after(args.connect_limit) as connecting:
             await pool.grow_to(clients, batch=args.batch, pause=args.batch_pause, may_fail=True)
@@ -292,6 +574,8 @@ async def measure(
 
         for attempt in range(1, args.attempts + 1):
             delays.clear()
+            peak = Peak()
+            sampler = TcpPagesSampler(peak)
             m0 = await _metrics(server)
             gc0 = read_gc(gc_path)
             cpu0, own0, t0 = server.cpu_seconds(), _own_cpu(), trio.current_time()
@@ -304,13 +588,12 @@ async def measure(
             window = (first, last)
             cpu1, own1, t1 = server.cpu_seconds(), _own_cpu(), trio.current_time()
             redis1, busy1 = _pid_cpu(redis_pid), _machine_busy()
-            rss_all = server.rss_kib()
             gc1 = read_gc(gc_path)
             m1 = await _metrics(server)
             await trio.sleep(args.grace)  # late deliveries of the window's snapshots
+            sampler.stop()
             window = (first, first)  # nothing more counts
             heard = sum(1 for c in pool.clients if c.events and c.first_seq <= first < c.last_seq)
-            live_end = pool.live
             elapsed = t1 - t0
             ours = (cpu1 - cpu0) + (own1 - own0) + (redis1 - redis0)
             other = ((busy1 - busy0) - ours) / elapsed
@@ -322,6 +605,10 @@ async def measure(
                 flush=True,
             )
 
+        await trio.to_thread.run_sync(sweep_sockets, server.port, PEAK_TICKS * args.interval, peak)
+        mem_all = await quiet_memory(server, pool, args.interval)
+        live_end = pool.live
+        m2 = m1 if m1 else await _metrics(server)  # the path check needs one answer
         profile = []
         if profile_it:
             print(f"profiling the server for {args.window:g} s ...", flush=True)
@@ -339,13 +626,20 @@ async def measure(
         received=len(delays),
         delays=delays,
         rss_idle=rss_idle,
-        rss_one=rss_one,
-        rss_all=rss_all,
+        mem_one=mem_one,
+        mem_all=mem_all,
+        peak=peak,
         server_cpu=(cpu1 - cpu0) / elapsed,
         client_cpu=(own1 - own0) / elapsed,
         gc=gc_delta(gc0, gc1),
         snapshots_dropped=_delta(m0, m1, "relay_hub_snapshots_dropped_total"),
         clients_dropped=_delta(m0, m1, "relay_hub_clients_dropped_total"),
+        fast_writes=_delta(m0, m1, "relay_stream_fast_path_writes_total"),
+        fast_handovers=_delta(m0, m1, "relay_stream_fast_path_handovers_total"),
+        opened={p: m2.get(OPENED % p, 0.0) for p in PATHS} if m2 else None,
+        fast_available=m2.get("relay_stream_fast_path_available"),
+        chunked_bodies=pool.chunked_bodies,
+        plain_bodies=pool.plain_bodies,
         silent_clients=live - heard,
         retries=pool.retries,
         listen_overflows=overflows,
@@ -412,6 +706,10 @@ def seed_queues(url: str, count: int) -> None:
         client.close()
 
 
+def _kib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
 def show(r: Result) -> str:
     gc_text = ""
     if r.gc is not None:
@@ -421,25 +719,41 @@ def show(r: Result) -> str:
             f"generation 0/1/2 taking {'/'.join(f'{x:.2f}' for x in r.gc['seconds'])} s, "
             f"longest {r.gc['max'][0] * 1000:.0f} ms)"
         )
+    opened = "n/a" if r.opened is None else " / ".join(f"{r.opened[p]:,.0f} {p}" for p in PATHS)
+    problem = (
+        "" if r.problem is None else f"\n!!! ROW FAILED ({r.path}, C={r.clients}): {r.problem}"
+    )
     return (
-        f"C={r.clients:<6} {r.path}: {r.connected:,} live "
+        f"C={r.clients:<6} {r.path} ({r.request}): {r.connected:,} live "
         f"({r.failed} failed) after "
         f"{r.connect_seconds:.1f} s "
         f"({r.retries} retried, {r.listen_overflows} accept-queue overflows); "
+        f"streams opened {opened}, bodies {r.chunked_bodies:,} chunked / "
+        f"{r.plain_bodies:,} unframed; "
         f"delay p50 {r.pct(0.5):.0f} ms, p99 {r.pct(0.99):.0f} ms, "
         f"max {max(r.delays, default=0):.0f} ms; "
         f"events {r.received:,}/{r.expected:,} ({r.expected - r.received:,} missing, "
-        f"{r.silent_clients} silent clients; hub: {_count(r.snapshots_dropped)} snapshots "
-        f"replaced unread, {_count(r.clients_dropped)} clients dropped); "
-        f"RSS {r.rss_idle:,} → {r.rss_one:,} → {r.rss_all:,} KiB "
-        f"= {r.kib_per_client:.1f} KiB/client; "
+        f"{r.silent_clients} silent clients; {_count(r.snapshots_dropped)} snapshots "
+        f"replaced unread, {_count(r.clients_dropped)} clients dropped; fast path "
+        f"{_count(r.fast_writes)} written, {_count(r.fast_handovers)} handed over); "
+        f"RSS {r.rss_idle:,} → {r.mem_one.rss_kib:,} → {r.mem_all.rss_kib:,} KiB "
+        f"= {r.rss_per_client:.1f} KiB/client; kernel KiB/client quiet / peak: server's "
+        f"sockets {_kib(r.kernel_server)} / {_kib(r.peak_server)} ({r.peak.sweeps} ss sweeps), "
+        f"load client's {_kib(r.kernel_client)} / {_kib(r.peak_client)}, sockstat both ends "
+        f"{r.kernel_sockstat:.1f} / {r.peak_sockstat:.1f}, slab both ends "
+        f"{r.slab_per_client:.1f}; RSS + kernel {r.total_per_client:.1f} KiB/client; "
         f"server CPU {r.server_cpu:.0%}, load client CPU {r.client_cpu:.0%}, "
-        f"Redis {r.redis_cpu:.0%}, rest of the machine {r.other_cpu:.0%}{gc_text}"
+        f"Redis {r.redis_cpu:.0%}, rest of the machine {r.other_cpu:.0%}{gc_text}{problem}"
     )
+
+
+def _mib(kib: float) -> str:
+    return f"{kib / 1024:.0f}"
 
 
 def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
     command = shlex.join(["tests/benchmarks/bench_fanout.py", *sys.argv[1:]])
+    page = f"{PAGE_SIZE:,}-byte"
     lines = [
         BEGIN,
         "## Stream fan-out capacity of one server process (issue: Stream hub)",
@@ -451,26 +765,56 @@ def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
         "process per row) and one load-client process (this script: one thread running an "
         "epoll loop over non-blocking sockets for all the clients, "
         f"connecting {args.batch} clients every {args.batch_pause * 1000:.0f} ms while fewer "
-        f"than {args.batch} wait for their first event) share the "
-        f"machine. Window {args.window:g} s after every client had an event; delay = "
-        "receive time - the snapshot's `ts` (the server's clock at the poll), one sample per "
-        "client per event; expected = clients x snapshots polled in the window. RSS per client "
-        "= (RSS with C clients - RSS with 1) / (C - 1). CPU is % of one core (server: all "
-        "threads); *rest of machine* = CPU used by anything but the server, the load client and "
-        "Redis (other work on the host would skew delays). GC = time inside the server's "
-        "collections (a `gc.callbacks` timer in a wrapper that then runs `relay_trio.cli.main`; "
-        "max = the longest collection since the process started). *Stream writes* is the "
-        "server's `--stream-writes`: `tick` (the default) = the hub's tick writes each event "
-        "straight to every client's socket; `task` = every snapshot goes through the client's "
-        "memory channel and its task writes it to the socket (one task wake per client per "
-        "tick); `asgi` = every event through Quart, Hypercorn and h11.",
+        f"than {args.batch} wait for their first event) share the machine. Two series in the "
+        "same run, the same server: **fast** = the server as shipped with HTTP/1.1 clients — "
+        "every stream takes the socket fast path: it registers with the broadcaster, the one "
+        "hub subscriber, which writes each snapshot to every such socket without blocking "
+        "(one task wake per tick; an event a socket could not take at once is *handed over* "
+        "to that stream's own task); **asgi** = the same server with HTTP/1.0 clients "
+        "(`GET /api/stream HTTP/1.0`), whose response cannot be chunked, so the fast path "
+        "does not apply: each stream subscribes to the hub itself and every event goes "
+        "through Quart, Hypercorn and h11 (one task wake per client per tick; the body comes "
+        "unframed and ends at the close). Every row checks the path its streams took: "
+        "*streams opened* is the server's `relay_streams_opened_total{path}` (`fast / asgi`), "
+        "and the clients' bodies must be chunked (fast) or unframed (asgi); a row that fails "
+        f"the check is marked FAILED. Window {args.window:g} s after every client had an "
+        "event; delay = receive time - the snapshot's `ts` (the server's clock at the poll), "
+        "one sample per client per event; expected = clients x snapshots polled in the window; "
+        "*written / handed over* = the server's `relay_stream_fast_path_writes_total` / "
+        "`relay_stream_fast_path_handovers_total` over the window.",
         "",
-        "| stream writes | clients | connect s (retries, accept overflows) | "
-        "delay p50 ms | p99 ms | max ms | "
-        "events got / expected | missing | hub: replaced unread / clients dropped | "
-        "server RSS idle → 1 → C, MiB | KiB / client | server CPU | client CPU | "
-        "rest of machine | server GC |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Memory per client = (reading with C clients - reading with 1) / (C - 1). *Quiet* "
+        "readings are taken half a tick after a snapshot, when every client has read it; *peak* "
+        "ones while events are in flight (see each). *RSS* = the server's `VmRSS` (quiet). "
+        "*Kernel, server's sockets* = the kernel memory charged to the server's end of the "
+        "connections: `ss -tmn` skmem r + w + f + o (receive queue, send queue, "
+        "forward-allocated, option memory) summed over the established sockets whose local port "
+        "is the server's; peak = the highest sum of back-to-back `ss` sweeps through "
+        f"{PEAK_TICKS} ticks after the window. *Kernel, sockstat* = `/proc/net/sockstat` `TCP: "
+        f"mem` ({page} pages): every TCP socket on the machine, so it counts **both ends** of "
+        "each loopback connection — the load client's sockets as well as the server's — and it "
+        "lags by up to 1 MiB per CPU (the kernel's per-CPU reserve); peak = the highest value "
+        f"sampled every {SAMPLE_EVERY * 1000:.0f} ms through the window. *RSS + kernel* = "
+        "RSS + the server's sockets at "
+        "the higher of quiet and peak (sockstat's both ends where `ss` is missing). These "
+        "clients keep up; one that stops reading holds up to its socket buffers "
+        "(`net.ipv4.tcp_wmem` / `tcp_rmem`) until the server drops it. Not in these figures: "
+        "the kernel's socket objects themselves (socket, file, epoll entry: slab, in the memory "
+        "detail below, both ends). CPU is % of one core (server: all threads); *rest of "
+        "machine* = CPU used by anything but the server, the load client and Redis (other work "
+        "on the host would skew delays). GC = time inside the server's collections (a "
+        "`gc.callbacks` timer in a wrapper that then runs `relay_trio.cli.main`; max = the "
+        "longest collection since the process started).",
+        "",
+        "| path (clients' request) | clients | streams opened fast / asgi | "
+        "connect s (retries, accept overflows) | delay p50 ms | p99 ms | max ms | "
+        "events got / expected | missing | replaced unread / clients dropped | "
+        "fast path: written / handed over | server RSS idle → 1 → C, MiB | "
+        "RSS KiB / client | kernel KiB / client, server's sockets, quiet / peak | "
+        "kernel KiB / client, sockstat (both ends), quiet / peak | RSS + kernel KiB / client | "
+        "server CPU | client CPU | rest of machine | server GC |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "---:|---:|---:|---:|",
     ]
     for r in results:
         gc_text = "-"
@@ -480,15 +824,54 @@ def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
                 f"({int(sum(r.gc['collections']))} runs, max {r.gc['max'][0] * 1000:.0f} ms)"
             )
         live = "" if r.connected == r.clients else f" ({r.connected:,} live)"
+        opened = "n/a" if r.opened is None else " / ".join(f"{r.opened[p]:,.0f}" for p in PATHS)
+        path = r.path if r.problem is None else f"**FAILED** {r.path}"
         lines.append(
-            f"| {r.path} | {r.clients:,}{live} | "
+            f"| {path} ({r.request}) | {r.clients:,}{live} | {opened} | "
             f"{r.connect_seconds:.1f} ({r.retries}, {r.listen_overflows:,}) | "
             f"{r.pct(0.5):.0f} | {r.pct(0.99):.0f} | "
             f"{max(r.delays, default=0):.0f} | {r.received:,} / {r.expected:,} | "
             f"{r.expected - r.received:,} | {_count(r.snapshots_dropped)} / "
-            f"{_count(r.clients_dropped)} | {r.rss_idle / 1024:.0f} → {r.rss_one / 1024:.0f} → "
-            f"{r.rss_all / 1024:.0f} | {r.kib_per_client:.1f} | {r.server_cpu:.0%} | "
+            f"{_count(r.clients_dropped)} | {_count(r.fast_writes)} / "
+            f"{_count(r.fast_handovers)} | {_mib(r.rss_idle)} → {_mib(r.mem_one.rss_kib)} → "
+            f"{_mib(r.mem_all.rss_kib)} | {r.rss_per_client:.1f} | "
+            f"{_kib(r.kernel_server)} / {_kib(r.peak_server)} | "
+            f"{r.kernel_sockstat:.1f} / {r.peak_sockstat:.1f} | "
+            f"{r.total_per_client:.1f} | {r.server_cpu:.0%} | "
             f"{r.client_cpu:.0%} | {r.other_cpu:.0%} | {gc_text} |"
+        )
+    failed = [r for r in results if r.problem is not None]
+    if failed:
+        lines += ["", "**FAILED rows** — their streams did not take the path they claim:", ""]
+        lines += [f"- {r.path}, {r.clients:,} clients: {r.problem}." for r in failed]
+    lines += [
+        "",
+        "Memory detail (same readings): sockets = established sockets on the server's port, "
+        "server's end, with 1 client → with C (quiet); skmem = their r + w + f + o, 1 client "
+        "→ C clients quiet, peak (and the number of `ss` sweeps); the load client's end per "
+        "client likewise; sockstat `TCP: mem` 1 → C quiet, peak; slab = `/proc/meminfo` "
+        "`Slab` (the whole machine, both ends) per client, quiet.",
+        "",
+        "| path | clients | server's sockets 1 → C | server's skmem 1 → C, peak, MiB (sweeps) | "
+        "load client's skmem, KiB / client, quiet / peak | sockstat TCP mem 1 → C, peak, MiB | "
+        "slab KiB / client (both ends) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        one, all_ = r.mem_one, r.mem_all
+        sockets = skmem = "n/a"
+        if one.server_sockets is not None and all_.server_sockets is not None:
+            sockets = f"{one.server_sockets:,} → {all_.server_sockets:,}"
+        if one.server_skmem is not None and all_.server_skmem is not None:
+            skmem = f"{one.server_skmem / 2**20:.1f} → {all_.server_skmem / 2**20:.1f}"
+            if r.peak.server_skmem is not None:
+                skmem += f", {r.peak.server_skmem / 2**20:.1f} ({r.peak.sweeps})"
+        pages = (one.tcp_pages, all_.tcp_pages, r.peak.tcp_pages)
+        sockstat = "{:.1f} → {:.1f}, {:.1f}".format(*(n * PAGE_SIZE / 2**20 for n in pages))
+        lines.append(
+            f"| {r.path} | {r.clients:,} | {sockets} | {skmem} | "
+            f"{_kib(r.kernel_client)} / {_kib(r.peak_client)} | {sockstat} | "
+            f"{r.slab_per_client:.1f} |"
         )
     busy = [r.other_cpu for r in results if r.other_cpu > args.max_other]
     if busy:
@@ -497,25 +880,47 @@ def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
             f"**Caution:** {len(busy)} of {len(results)} rows were measured while other work "
             f"on the host used {min(busy):.0%}-{max(busy):.0%} of a core (*rest of machine*, "
             f"after up to {args.attempts} windows per row): the server, this load client and "
-            "that work shared 2 cores, so these delays and connect times are upper bounds.",
+            "that work shared the cores, so these delays and connect times are upper bounds.",
         ]
     for r in results:
-        if r.clients != GOAL_CLIENTS or r.path != "tick":
-            continue  # the goal is the shipped server's; other series are for comparison
+        if r.clients != GOAL_CLIENTS or r.path != "fast":
+            continue  # the goal is the shipped server's; the asgi series is for comparison
+        where = "the server as shipped, fast path, HTTP/1.1 clients"
+        if r.problem is not None:
+            lines += [
+                "",
+                f"Goal at {GOAL_CLIENTS:,} clients ({where}): cannot be judged — the row "
+                f"FAILED its path check ({r.problem}).",
+            ]
+            continue
         p99_ok = r.pct(0.99) <= GOAL_P99_MS and r.connected == r.clients
-        mem_ok = r.kib_per_client <= GOAL_KIB
+        total_ok = r.total_per_client <= GOAL_KIB
+        rss_ok = r.rss_per_client <= GOAL_KIB
+        kernel_text = (
+            "the server's sockets, peak"
+            if r.kernel_server is not None
+            else "sockstat, both ends: no `ss` here"
+        )
         lines += [
             "",
-            f"Goal at {GOAL_CLIENTS:,} clients (the default, `--stream-writes {r.path}`): "
-            f"all connected and p99 ≤ {GOAL_P99_MS:.0f} ms — {'met' if p99_ok else 'MISSED'} "
-            f"({r.connected:,} live, p99 {r.pct(0.99):.0f} ms); ≤ {GOAL_KIB:.0f} KiB per "
-            f"client — {'met' if mem_ok else 'MISSED'} ({r.kib_per_client:.1f} KiB).",
+            f"Goal at {GOAL_CLIENTS:,} clients ({where}):",
+            "",
+            f"- all connected and p99 ≤ {GOAL_P99_MS:.0f} ms — "
+            f"{'met' if p99_ok else 'MISSED'} ({r.connected:,} of {r.clients:,} live, p99 "
+            f"{r.pct(0.99):.0f} ms);",
+            f"- ≤ {GOAL_KIB:.0f} KiB per client with the kernel's socket memory counted — "
+            f"{'met' if total_ok else 'MISSED'} (RSS {r.rss_per_client:.1f} + kernel "
+            f"{r.kernel:.1f} ({kernel_text}) = {r.total_per_client:.1f} KiB); RSS alone "
+            f"{r.rss_per_client:.1f} KiB — {'met' if rss_ok else 'MISSED'}; sockstat, both "
+            f"ends of each loopback connection, {r.kernel_sockstat:.1f} KiB quiet, "
+            f"{r.peak_sockstat:.1f} KiB peak (RSS + that peak: "
+            f"{r.rss_per_client + max(r.kernel_sockstat, r.peak_sockstat):.1f} KiB).",
         ]
     for r in results:
         if r.profile:
             lines += [
                 "",
-                f"py-spy on the server at {r.clients:,} clients, {r.path} "
+                f"py-spy on the server at {r.clients:,} clients, {r.path} path "
                 f"({args.window:g} s, 100 Hz, `--gil`):",
                 "",
                 "```",
@@ -528,7 +933,21 @@ def report(results: list[Result], facts: str, args: argparse.Namespace) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, nargs="+", default=[1000, 3000, 10_000])
+    parser.add_argument(
+        "--clients",
+        type=int,
+        nargs="+",
+        default=[1000, 3000, 10_000],
+        help="the fast series (HTTP/1.1 clients) at these client counts",
+    )
+    parser.add_argument(
+        "--asgi-clients",
+        type=int,
+        nargs="*",
+        default=[1000, 3000],
+        metavar="C",
+        help="the asgi series (HTTP/1.0 clients) at these client counts; none to skip",
+    )
     parser.add_argument("--queues", type=int, default=10)
     parser.add_argument("--interval", type=float, default=1.0, help="hub poll interval, s")
     parser.add_argument("--window", type=float, default=15.0, help="measured window, s")
@@ -546,52 +965,34 @@ def main() -> int:
     )
     parser.add_argument("--attempts", type=int, default=3, help="windows per row at most")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the server at the tick series' max C"
+        "--profile", action="store_true", help="py-spy the server at the fast series' max C"
     )
     parser.add_argument("--no-gc-stats", dest="gc_stats", action="store_false")
-    parser.add_argument(
-        "--task-clients",
-        type=int,
-        nargs="*",
-        default=[3000, 10_000],
-        metavar="C",
-        help="a series with --stream-writes task at these client counts; none to skip",
-    )
-    parser.add_argument(
-        "--asgi-clients",
-        type=int,
-        nargs="*",
-        default=[1000, 3000],
-        metavar="C",
-        help="a series with --stream-writes asgi at these client counts; none to skip",
-    )
     parser.add_argument("--quick", action="store_true", help="a smoke test in < 60 s")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if args.quick:
         args.clients, args.window, args.grace, args.attempts = [100, 500], 4.0, 2.0, 1
-        args.task_clients = args.asgi_clients = [100]
-    series: list[tuple[str, list[int]]] = [("tick", args.clients)]
-    if args.task_clients:
-        series.append(("task", args.task_clients))
+        args.asgi_clients = [100]
+    series: list[tuple[str, list[int]]] = [("fast", args.clients)]
     if args.asgi_clients:
         series.append(("asgi", args.asgi_clients))
     limit = raise_nofile()
     most = max(c for _, cs in series for c in cs)
     if most + 100 > limit:
         parser.error(f"RLIMIT_NOFILE is {limit}: too low for {most} clients")
+    if shutil.which("ss") is None:
+        print("no `ss` (iproute2): kernel memory from /proc/net/sockstat only", flush=True)
     results = []
     with embedded_redis() as url, tempfile.TemporaryDirectory() as tmp:
         seed_queues(url, args.queues)
         with redis.Redis.from_url(url) as client:
             redis_pid = int(client.info("server")["process_id"])
-        for number, (path, counts) in enumerate(series, 1):
+        for path, counts in series:
             for clients in counts:
-                gc_path = Path(tmp) / f"gc-{number}-{clients}.json"
-                env = {"RELAY_STREAM_WRITES": path}
-                if args.gc_stats:
-                    env["RELAY_BENCH_GC_STATS"] = str(gc_path)
-                profile_it = args.profile and number == 1 and clients == max(counts)
+                gc_path = Path(tmp) / f"gc-{path}-{clients}.json"
+                env = {"RELAY_BENCH_GC_STATS": str(gc_path)} if args.gc_stats else {}
+                profile_it = args.profile and path == "fast" and clients == max(counts)
                 with ServerProcess(
                     url,
                     poll_interval=args.interval,
@@ -609,7 +1010,10 @@ def main() -> int:
     if args.write:
         write_section(BEGIN, END, section)
         print("wrote docs/benchmarks.md")
-    return 0
+    failed = [r for r in results if r.problem is not None]
+    for r in failed:
+        print(f"!!! ROW FAILED ({r.path}, C={r.clients}): {r.problem}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -184,11 +184,12 @@ async def http_get(host: str, port: int, path: str) -> bytes:
 
 
 async def server_metrics(host: str, port: int) -> dict[str, float]:
-    """Unlabelled samples of the server's ``/metrics``: name -> value."""
+    """The samples of the server's ``/metrics``: name -> value; a labelled sample
+    is keyed as exported, labels included (``relay_streams_opened_total{path="fast"}``)."""
     values = {}
     for line in (await http_get(host, port, "/metrics")).decode().splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, _, value = line.partition(" ")
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
             values[name] = float(value)
     return values
 

@@ -3,7 +3,7 @@
 :class:`EpollSSEClients` runs many stream clients for the benchmarks with no
 trio task per connection: one dedicated OS thread owns every socket and runs
 a plain ``select.epoll`` loop over non-blocking sockets (connect, send the
-request, read the response head, decode the chunked body, scan it for events).
+request, read the response head, decode the body, scan it for events).
 At thousands of clients that costs a fraction of the per-task client's CPU and
 adds little of its own scheduling to the delays a benchmark measures.
 
@@ -11,6 +11,14 @@ The trio side hands new clients to the thread through a deque and an eventfd;
 the thread wakes trio only when client 0 sees a new snapshot (once per tick,
 ``TrioToken.run_sync_soon``) and when it stops. ``grow_to`` checks its counters
 every 10 ms.
+
+The clients speak HTTP/1.1 by default: the body comes in chunked framing, which
+they decode. With ``http_version="1.0"`` they send ``GET /api/stream HTTP/1.0``
+instead: the server cannot frame the body in chunks for such a client, so the
+event bytes arrive as they are and the body ends when the server closes the
+connection. :attr:`EpollSSEClients.chunked_bodies` and
+:attr:`~EpollSSEClients.plain_bodies` count the responses of each kind, so a
+benchmark can check it got the framing (and the server path) it asked for.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ MAX_HEAD = 64 * 1024  # a response head longer than this fails the attempt
 # run in half the time of one with a lazy ``[^\n]*?"ts":`` between them).
 ID_RE = re.compile(rb"id: (\d+)\ndata: \[")
 TS_RE = re.compile(rb'"ts":(\d+)')
+STATUS_OK_RE = re.compile(rb"http/1\.[01] 200\b")  # on the lower-cased head
+HTTP_VERSIONS = ("1.1", "1.0")
 POLL_EVERY = 0.01  # s; how often grow_to looks at the counters
 
 # _Conn.state
@@ -100,7 +110,8 @@ class EpollSSEClients:
     now_ms)`` is called once per event a client receives — **from the I/O
     thread**, not trio's: keep it short and thread-safe (appending to a list and
     updating ints is fine under the GIL); ``now_ms`` is ``time.time() * 1000``
-    taken right after the ``recv`` that completed the event. Client 0 also drives
+    taken right after the ``recv`` that completed the event. ``http_version``
+    ("1.1" or "1.0") is the request's (see the module). Client 0 also drives
     :meth:`wait_seq` (the hub's tick clock). A client with no event within
     ``FIRST_EVENT_WITHIN`` s of starting an attempt (a handshake lost to a full
     accept queue, say), or whose attempt failed (refused, reset, not ``200``,
@@ -119,7 +130,11 @@ class EpollSSEClients:
         port: int,
         nursery: trio.Nursery,
         on_event: Callable[[int, int, int, float], None] | None = None,
+        *,
+        http_version: str = "1.1",
     ) -> None:
+        if http_version not in HTTP_VERSIONS:
+            raise ValueError(f"http_version must be one of {HTTP_VERSIONS}, not {http_version!r}")
         self.host = host
         self.port = port
         self.nursery = nursery
@@ -127,14 +142,21 @@ class EpollSSEClients:
         self.clients: list[StreamClient] = []
         self.failed = 0
         self.retries = 0
+        self.http_version = http_version
+        self.chunked_bodies = 0
+        """Responses (status 200) whose body came in chunked framing."""
+        self.plain_bodies = 0
+        """Responses (status 200) whose body came as it is, ended by the close."""
         self.seq = 0
         self.ts_of: dict[int, int] = {}
         """Client 0's snapshots: seq -> the server's ``ts`` (ms) of that poll."""
         self._with_event = 0
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         self._family, self._kind, self._proto, self._address = family, kind, proto, address
+        host_header = f"[{host}]" if ":" in host else host  # the server's Host allow-list
         self._request = (
-            f"GET /api/stream HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+            f"GET /api/stream HTTP/{http_version}\r\nHost: {host_header}\r\n"
+            "Accept: text/event-stream\r\n\r\n"
         ).encode()
         self._token = trio.lowlevel.current_trio_token()
         self._seq_changed = trio.Event()
@@ -347,7 +369,7 @@ class EpollSSEClients:
                     self._end(conn)
                 return
             head = data[:end].lower()
-            if not head.startswith(b"http/1.1 200"):
+            if not STATUS_OK_RE.match(head):
                 self._end(conn)
                 return
             conn.head = b""
@@ -356,6 +378,10 @@ class EpollSSEClients:
                 line.startswith(b"transfer-encoding:") and b"chunked" in line
                 for line in head.split(b"\r\n")
             )
+            if conn.chunked:
+                self.chunked_bodies += 1
+            else:  # no framing (HTTP/1.0): the bytes as they are, until the close
+                self.plain_bodies += 1
             data = data[end + 4 :]
             if not data:
                 return
