@@ -57,6 +57,20 @@ def test_signal_with_open_streams_exits_within_the_graceful_timeout(
     assert took < 1.0, took
 
 
+def test_the_server_says_at_start_whether_the_fast_path_is_on(
+    redis_server: Any, prefix: str
+) -> None:
+    """A log line before it listens, and the gauge: under the supported Hypercorn
+    and h11 it is on."""
+    with server_process(redis_server.url, prefix) as server:
+        started = "".join(server.output)
+        assert re.search(
+            r"INFO relay_trio\.server\.app: stream fast path available \(hypercorn", started
+        )
+        assert server.metric("relay_stream_fast_path_available") == 1.0
+        server.stop()
+
+
 def test_redis_stopped_under_open_streams(prefix: str) -> None:
     """Redis goes away for a few seconds: the server stays up and streams resume."""
     with EmbeddedRedis() as own:
