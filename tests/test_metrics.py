@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
+import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
+from support.servers import running_server
+from support.sse import Events, is_data
 
 from relay_trio.broker import Broker
 from relay_trio.metrics import LATENCY_BUCKETS, Metrics
@@ -92,3 +96,21 @@ def test_queue_depth_follows_snapshots() -> None:
     got = samples(metrics)
     assert ("relay_queue_depth", (("queue", "b"), ("state", "dlq"))) not in got
     assert got[("relay_queue_depth", (("queue", "a"), ("state", "inflight")))] == 1
+
+
+async def test_the_server_sets_queue_depths_from_each_snapshot(
+    redis_server: Any, prefix: str, broker: Broker
+) -> None:
+    """The depth gauge follows the snapshots the server's hub takes (the app's
+    snapshot source sets it; the generic hub knows nothing of it)."""
+    await broker.enqueue_many("deep", [broker.spec("x") for _ in range(4)])
+    await broker.enqueue("deep", "later", delay_ms=60_000)
+    async with (
+        running_server(redis_server.url, prefix) as server,
+        httpx.AsyncClient() as client,
+        client.stream("GET", server.url + "/api/stream") as response,
+    ):
+        await Events(response).take(1, is_data)
+        got = samples(server.state.metrics)
+        assert got[("relay_queue_depth", (("queue", "deep"), ("state", "ready")))] == 4
+        assert got[("relay_queue_depth", (("queue", "deep"), ("state", "delayed")))] == 1
