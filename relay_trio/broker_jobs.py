@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from . import job as jobmod
 from ._errors import DuplicateJob, InvalidInput
 from ._validate import check_int
 from .job import Job, JobSpec, JobState
-from .keys import Keyspace
+from .keys import Keyspace, QueueKeys
 from .redis_io import Batch, RedisIO
 from .results import BrokerEvents, Claim, EnqueueResult, NackResult
 
@@ -249,24 +249,10 @@ class JobLifecycle:
 
     async def ack_many(self, jobs: Sequence[Job]) -> list[bool]:
         """Ack several jobs in one round trip (grouped per queue); a bool per job."""
-        by_queue = _by_queue(jobs)
-        script = self.io.script("ack")
-
-        def build(batch: Batch) -> None:
-            for queue, indexes in by_queue.items():
-                q = self.keys.queue(queue)
-                args: list[Any] = [q.base]
-                for index in indexes:
-                    args += (jobs[index].id, jobs[index].lease)
-                batch.script(script, [q.inflight, q.processed, q.ready], args)
-
-        out = [False] * len(jobs)
-        if not jobs:
-            return out
-        replies = await self.io.batch(build)
-        for indexes, reply in zip(by_queue.values(), replies, strict=True):
-            for index, flag in zip(indexes, reply, strict=True):
-                out[index] = flag == 1
+        by_queue, replies = await self._per_lease(
+            "ack", jobs, lambda q: [q.inflight, q.processed, q.ready], lambda q: [q.base]
+        )
+        out = [flag == 1 for flag in replies]
         now_ms = time.time() * 1000
         for queue, indexes in by_queue.items():
             acked = [jobs[i] for i in indexes if out[i]]
@@ -309,24 +295,12 @@ class JobLifecycle:
     async def release_many(self, jobs: Sequence[Job], text: str = RELEASED_TEXT) -> list[bool]:
         """:meth:`release` for several jobs in one round trip; a bool per job.
         ``text`` becomes each released job's ``last_error``."""
-        by_queue = _by_queue(jobs)
-        script = self.io.script("release")
-
-        def build(batch: Batch) -> None:
-            for queue, indexes in by_queue.items():
-                q = self.keys.queue(queue)
-                args: list[Any] = [q.base, text[: jobmod.MAX_ERROR_TEXT]]
-                for index in indexes:
-                    args += (jobs[index].id, jobs[index].lease)
-                batch.script(script, [q.inflight, q.ready, q.wake], args)
-
-        out = [False] * len(jobs)
-        if not jobs:
-            return out
-        replies = await self.io.batch(build)
-        for (queue, indexes), reply in zip(by_queue.items(), replies, strict=True):
-            for index, flag in zip(indexes, reply, strict=True):
-                out[index] = flag == 1
+        head = text[: jobmod.MAX_ERROR_TEXT]
+        by_queue, replies = await self._per_lease(
+            "release", jobs, lambda q: [q.inflight, q.ready, q.wake], lambda q: [q.base, head]
+        )
+        out = [flag == 1 for flag in replies]
+        for queue, indexes in by_queue.items():
             self.events.count("released", queue, sum(out[i] for i in indexes))
         return out
 
@@ -340,25 +314,40 @@ class JobLifecycle:
     ) -> list[bool]:
         vis = self.visibility_ms if visibility_ms is None else visibility_ms
         check_int("visibility_ms", vis, 1, MAX_VISIBILITY_MS)
+        _, replies = await self._per_lease(
+            "extend", jobs, lambda q: [q.inflight], lambda q: [q.base, vis]
+        )
+        return [deadline != 0 for deadline in replies]
+
+    async def _per_lease(
+        self,
+        name: str,
+        jobs: Sequence[Job],
+        keys: Callable[[QueueKeys], list[str]],
+        head: Callable[[QueueKeys], list[Any]],
+    ) -> tuple[dict[str, list[int]], list[Any]]:
+        """Run script ``name`` once per queue of ``jobs`` — KEYS ``keys(q)``, ARGV
+        ``head(q)`` then each job's id and lease — all in one round trip. Returns
+        the jobs' indexes by queue, and each job's entry of its script's reply."""
         by_queue = _by_queue(jobs)
-        script = self.io.script("extend")
+        out: list[Any] = [0] * len(jobs)
+        if not jobs:
+            return by_queue, out
+        script = self.io.script(name)
 
         def build(batch: Batch) -> None:
             for queue, indexes in by_queue.items():
                 q = self.keys.queue(queue)
-                args: list[Any] = [q.base, vis]
+                args = head(q)
                 for index in indexes:
                     args += (jobs[index].id, jobs[index].lease)
-                batch.script(script, [q.inflight], args)
+                batch.script(script, keys(q), args)
 
-        out = [False] * len(jobs)
-        if not jobs:
-            return out
         replies = await self.io.batch(build)
         for indexes, reply in zip(by_queue.values(), replies, strict=True):
-            for index, deadline in zip(indexes, reply, strict=True):
-                out[index] = deadline != 0
-        return out
+            for index, value in zip(indexes, reply, strict=True):
+                out[index] = value
+        return by_queue, out
 
     # -- waiting for work --------------------------------------------------------------
 
