@@ -10,6 +10,7 @@ and chained (``raise ... from exc``), never leaked::
     ├── JobNotFound             the job (or DLQ entry) named does not exist (a LookupError)
     ├── QueueNotFound           no such queue: never created, or deleted (a LookupError)
     ├── QueueNotEmpty           a queue still holding jobs was to be deleted without force
+    ├── JobFinished             the job has already ended (done, dead or cancelled)
     ├── DuplicateJob            an idempotency key already names a job (``existing_id``)
     ├── RedisUnavailable        Redis refused, did not answer, or is busy (a ConnectionError)
     │   └── RedisOutcomeUnknown the command was sent, no answer came: it may have run
@@ -18,7 +19,8 @@ and chained (``raise ... from exc``), never leaked::
     ├── NotServing              the broker or hub of an app not serving (a RuntimeError)
     ├── EmbeddedRedisError      the private redis-server could not be found or started
     ├── ListenError             the server cannot listen on its address (an OSError)
-    └── DemoFailure             the built-in demo handler failed a job on purpose
+    ├── DemoFailure             the built-in demo handler failed a job on purpose
+    └── Reject                  raised by a handler: dead-letter this job now, no retry
 
 No message carries a secret: passwords in Redis URLs are masked (``***``).
 """
@@ -95,6 +97,17 @@ class QueueNotEmpty(RelayError):
         self.jobs = jobs
 
 
+class JobFinished(RelayError):
+    """The job has already ended (``done``, ``dead`` or ``cancelled``): it cannot be
+    cancelled any more. ``state`` is where it ended."""
+
+    def __init__(self, queue: str, job_id: str, state: str) -> None:
+        super().__init__(f"job {job_id} in queue {queue!r} has already ended: {state}")
+        self.queue = queue
+        self.job_id = job_id
+        self.state = state
+
+
 class DuplicateJob(RelayError):
     """An idempotency key is already taken; ``existing_id`` is the job that won it."""
 
@@ -163,6 +176,12 @@ class ListenError(RelayError, OSError):
 class DemoFailure(RelayError):
     """Raised on purpose by the built-in demo handler (``--handler demo``): the
     worker nacks the job with this text, as it would any handler's error."""
+
+
+class Reject(RelayError):
+    """Raised by a handler (or by the task registry for a job it cannot run: an
+    unknown task name, a payload that is not a task call) to dead-letter the job
+    at once, without further attempts; the message becomes its ``last_error``."""
 
 
 def unwrap_group(exc: BaseException) -> BaseException:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import re
 import secrets
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from ._errors import InvalidInput
 from ._validate import check_int
@@ -70,7 +71,35 @@ class JobState(enum.StrEnum):
     DELAYED = "delayed"
     """Waiting for its ready-at time (a delayed enqueue or a retry backoff)."""
     DEAD = "dead"
-    """In the dead-letter queue: its attempts are spent."""
+    """In the dead-letter queue: its attempts are spent (or a handler rejected it)."""
+    DONE = "done"
+    """Finished: its handler returned. Kept with its ``result`` for the result TTL."""
+    CANCELLED = "cancelled"
+    """Cancelled before it ran, or aborted while it ran; never retried."""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has ended (done, dead or cancelled)."""
+        return self in _ENDED
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """The options of one enqueue, as every client takes them (``**options``):
+    ``priority`` 0-255 (higher first), ``delay_ms`` (up to a year) or
+    ``ready_at`` (a datetime with a time zone), ``idempotency_key``,
+    ``max_retries`` 0-1000, ``timeout_ms`` per attempt (1 ms to a week;
+    ``None``: the worker's default), ``job_id`` (32 lowercase hex characters)."""
+
+    priority: int
+    delay_ms: int
+    ready_at: datetime | None
+    idempotency_key: str | None
+    max_retries: int
+    timeout_ms: int | None
+    job_id: str | None
+
+
+_ENDED = frozenset({JobState.DONE, JobState.DEAD, JobState.CANCELLED})
 
 
 def new_job_id() -> str:
@@ -245,6 +274,21 @@ class Job:
     dead_at_ms: int | None = None
     timeout_ms: int | None = None
     """Set at enqueue: how long one attempt may run (``None``: the worker's default)."""
+    result: bytes | None = None
+    """A done job's return value, encoded as ``result_type`` says (``None``: none kept)."""
+    result_type: str = ""
+    """``"json"`` (``result`` is JSON text) or ``"bytes"`` (the handler returned bytes)."""
+    finished_at_ms: int | None = None
+    """When the job became done or cancelled (Redis's clock, ms)."""
+
+    @property
+    def result_value(self) -> object:
+        """The return value: the decoded JSON, or the bytes; ``None`` when none is kept."""
+        if self.result is None:
+            return None
+        if self.result_type == "bytes":
+            return self.result
+        return json.loads(self.result)
 
     @property
     def created_at(self) -> datetime:
@@ -280,6 +324,9 @@ class Job:
             deadline_ms=optional_int("deadline"),
             dead_at_ms=optional_int("dead_at"),
             timeout_ms=optional_int("timeout_ms"),
+            result=f.pop("result", None),
+            result_type=text("result_type"),
+            finished_at_ms=optional_int("finished_at"),
         )
 
     @classmethod
@@ -328,6 +375,9 @@ class Job:
         _set_deadline_ms(job, int(deadline) if deadline or deadline == 0 else None)
         _set_dead_at_ms(job, int(dead_at) if dead_at or dead_at == 0 else None)
         _set_timeout_ms(job, int(timeout_ms) if timeout_ms else None)
+        _set_result(job, None)
+        _set_result_type(job, "")
+        _set_finished_at_ms(job, None)
         return job
 
     def to_dict(self) -> dict[str, object]:
@@ -344,7 +394,23 @@ class Job:
             "idempotency_key": self.idempotency_key,
             "last_error": self.last_error,
             "timeout_ms": self.timeout_ms,
+            "result": self._result_view(),
+            "result_type": self.result_type or None,
+            "finished_at": None
+            if self.finished_at_ms is None
+            else ms_to_datetime(self.finished_at_ms).isoformat().replace("+00:00", "Z"),
         }
+
+    def _result_view(self) -> object:
+        """The result as JSON shows it: the value, or a bytes result as UTF-8 text."""
+        if self.result is None:
+            return None
+        if self.result_type == "bytes":
+            return self.result.decode(errors="replace")
+        try:
+            return json.loads(self.result)
+        except ValueError:
+            return self.result.decode(errors="replace")
 
 
 _STATES: dict[object, JobState] = {s.value.encode(): s for s in JobState}
@@ -372,4 +438,7 @@ _new = object.__new__
     _set_deadline_ms,
     _set_dead_at_ms,
     _set_timeout_ms,
+    _set_result,
+    _set_result_type,
+    _set_finished_at_ms,
 ) = (Job.__dict__[f.name].__set__ for f in dataclasses.fields(Job))
