@@ -11,6 +11,8 @@ and chained (``raise ... from exc``), never leaked::
     ├── QueueNotFound           no such queue: never created, or deleted (a LookupError)
     ├── QueueNotEmpty           a queue still holding jobs was to be deleted without force
     ├── JobFinished             the job has already ended (done, dead or cancelled)
+    ├── JobFailed               the job ended without a result: dead or cancelled
+    ├── ResultTimeout           the job did not end in the time given (a TimeoutError)
     ├── DuplicateJob            an idempotency key already names a job (``existing_id``)
     ├── RedisUnavailable        Redis refused, did not answer, or is busy (a ConnectionError)
     │   └── RedisOutcomeUnknown the command was sent, no answer came: it may have run
@@ -103,6 +105,31 @@ class JobFinished(RelayError):
 
     def __init__(self, queue: str, job_id: str, state: str) -> None:
         super().__init__(f"job {job_id} in queue {queue!r} has already ended: {state}")
+        self.queue = queue
+        self.job_id = job_id
+        self.state = state
+
+
+class JobFailed(RelayError):
+    """Waiting for a result, the job ended without one: ``state`` is ``dead`` (its
+    attempts spent, or rejected) or ``cancelled``; ``last_error`` says why."""
+
+    def __init__(self, queue: str, job_id: str, state: str, last_error: str) -> None:
+        reason = f": {last_error}" if last_error else ""
+        super().__init__(f"job {job_id} in queue {queue!r} ended {state}{reason}")
+        self.queue = queue
+        self.job_id = job_id
+        self.state = state
+        self.last_error = last_error
+
+
+class ResultTimeout(RelayError, TimeoutError):
+    """The job did not end within the time given; it may still."""
+
+    def __init__(self, queue: str, job_id: str, state: str, timeout: float) -> None:
+        super().__init__(
+            f"job {job_id} in queue {queue!r} did not end within {timeout:g} s (it is {state})"
+        )
         self.queue = queue
         self.job_id = job_id
         self.state = state

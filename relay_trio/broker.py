@@ -12,6 +12,10 @@ it is neither acked nor extended by then, :meth:`Broker.reap` gives it back to
 still the job's lease, so a late answer from a worker whose job was reaped and
 claimed again never touches the new claim.
 
+The logic is :class:`~relay_trio.broker_core.BrokerCore`'s (no I/O); this
+class is the Trio runtime's thin layer over it: each method drives one core
+operation through :class:`~relay_trio.redis_io.RedisIO` (threads).
+
 Cancellation: a broker call that is cancelled still finishes its Redis command
 (see :mod:`relay_trio.redis_io`). A claim whose result the caller never used
 leaves its jobs in flight; they return to ``ready`` at their deadline. Nothing
@@ -20,12 +24,11 @@ is lost.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import TypeVar, Unpack
 
 from . import job as jobmod
-from ._errors import ConfigError
-from ._validate import check_int
 from .broker_admin import (
     BURST_MAX,
     DLQ_PAGE_DEFAULT,
@@ -34,7 +37,16 @@ from .broker_admin import (
     RATE_MAX,
     RATE_MIN,
     SWEEP_LIMIT,
-    QueueAdmin,
+)
+from .broker_core import (
+    DEFAULT_BACKOFF_BASE_MS,
+    DEFAULT_BACKOFF_CAP_MS,
+    DEFAULT_DEDUP_TTL_S,
+    DEFAULT_DLQ_MAX,
+    DEFAULT_DLQ_TTL_S,
+    DEFAULT_RESULT_TTL_S,
+    DEFAULT_VISIBILITY_MS,
+    BrokerCore,
 )
 from .broker_jobs import (
     ENQUEUE_CHUNK,
@@ -42,52 +54,36 @@ from .broker_jobs import (
     MAX_ENQUEUE_MANY,
     MAX_VISIBILITY_MS,
     RELEASED_TEXT,
-    JobLifecycle,
 )
-from .keys import DEFAULT_PREFIX, Keyspace
-from .redis_io import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_SOCKET_TIMEOUT,
-    RedisIO,
-)
+from .calls import Op
+from .job import EnqueueOptions, Job, JobSpec, JobState
+from .keys import DEFAULT_PREFIX
+from .redis_io import RedisIO
+from .redis_sync import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SOCKET_TIMEOUT
 from .results import (
     BrokerEvents,
     Claim,
     EnqueueResult,
     NackResult,
-    NoEvents,
     QueueStats,
     RateLimit,
     ReapResult,
 )
+from .schedules import Schedule
 
-DEFAULT_VISIBILITY_MS = 30_000
-DEFAULT_DEDUP_TTL_S = 24 * 3600
-DEFAULT_BACKOFF_BASE_MS = 1000
-DEFAULT_BACKOFF_CAP_MS = 10 * 60 * 1000
-DEFAULT_DLQ_MAX = 10_000
-DLQ_MAX_LIMIT = 10_000_000
-DEFAULT_DLQ_TTL_S = 30 * 24 * 3600
-DLQ_TTL_MIN_S, DLQ_TTL_MAX_S = 60, 10 * 366 * 24 * 3600
-PAYLOAD_MAX = 512 * 1024 * 1024  # Redis's own limit for a string
-MAX_BACKOFF_MS = 24 * 3600 * 1000
+T = TypeVar("T")
 
 
-def _setting(name: str, value: int, low: int, high: int) -> int:
-    return check_int(name, value, low, high, error=ConfigError)
+class Broker:
+    """Queue operations on one Redis, from Trio: :func:`open_broker`, or
+    :meth:`from_url`, or wrap a :class:`RedisIO` of your own.
 
-
-class Broker(JobLifecycle, QueueAdmin):
-    """Queue operations on one Redis: :func:`open_broker`, or :meth:`from_url`, or
-    wrap a :class:`RedisIO` of your own.
-
-    The broker holds no state of its own beyond configuration: any number of
-    brokers, in any number of processes, may share one Redis. Its operations
-    come from :class:`~relay_trio.broker_jobs.JobLifecycle` (enqueue, claim,
-    ack, nack, release, extend, waiting for work) and
-    :class:`~relay_trio.broker_admin.QueueAdmin` (sweeps, reading, the DLQ,
-    pause, rate limits, delete).
+    The broker holds no state of its own beyond configuration (``core``): any
+    number of brokers, in any number of processes, may share one Redis. Each
+    method's contract is its core operation's (see
+    :class:`~relay_trio.broker_jobs.JobOps`,
+    :class:`~relay_trio.broker_admin.QueueAdmin`,
+    :class:`~relay_trio.broker_schedules.ScheduleOps`).
     """
 
     def __init__(
@@ -102,27 +98,26 @@ class Broker(JobLifecycle, QueueAdmin):
         visibility_ms: int = DEFAULT_VISIBILITY_MS,
         dlq_max: int = DEFAULT_DLQ_MAX,
         dlq_ttl_s: int = DEFAULT_DLQ_TTL_S,
+        result_ttl_s: int = DEFAULT_RESULT_TTL_S,
         events: BrokerEvents | None = None,
     ) -> None:
-        """Every setting has a range, checked here (:class:`ConfigError` naming it):
-        ``prefix`` 1-64 characters of ``A-Z a-z 0-9 . _ : -`` (an
-        :class:`InvalidInput`, as the command line takes it as input);
-        ``dedup_ttl_s`` (how long an idempotency key is kept) 1 s to ten years;
-        ``max_payload_bytes`` 1 to 512 MiB; ``backoff_base_ms`` and
-        ``backoff_cap_ms`` 1 ms to a day; ``visibility_ms`` (the default lease)
-        1 ms to a day; ``dlq_max`` (1 to 10 million) and ``dlq_ttl_s`` (a minute
-        to ten years) bound each queue's DLQ: beyond them the oldest dead jobs
-        are dropped. ``events`` is told of every operation (metrics)."""
+        """The settings are :class:`~relay_trio.broker_core.BrokerCore`'s (each
+        with its range, :class:`ConfigError` outside it)."""
         self.io = io
-        self.events: BrokerEvents = events or NoEvents()
-        self.keys = Keyspace(prefix)
-        self.dedup_ttl_s = _setting("dedup_ttl_s", dedup_ttl_s, 1, DLQ_TTL_MAX_S)
-        self.max_payload_bytes = _setting("max_payload_bytes", max_payload_bytes, 1, PAYLOAD_MAX)
-        self.backoff_base_ms = _setting("backoff_base_ms", backoff_base_ms, 1, MAX_BACKOFF_MS)
-        self.backoff_cap_ms = _setting("backoff_cap_ms", backoff_cap_ms, 1, MAX_BACKOFF_MS)
-        self.visibility_ms = _setting("visibility_ms", visibility_ms, 1, MAX_VISIBILITY_MS)
-        self.dlq_max = _setting("dlq_max", dlq_max, 1, DLQ_MAX_LIMIT)
-        self.dlq_ttl_s = _setting("dlq_ttl_s", dlq_ttl_s, DLQ_TTL_MIN_S, DLQ_TTL_MAX_S)
+        self.core = BrokerCore(
+            prefix=prefix,
+            dedup_ttl_s=dedup_ttl_s,
+            max_payload_bytes=max_payload_bytes,
+            backoff_base_ms=backoff_base_ms,
+            backoff_cap_ms=backoff_cap_ms,
+            visibility_ms=visibility_ms,
+            dlq_max=dlq_max,
+            dlq_ttl_s=dlq_ttl_s,
+            result_ttl_s=result_ttl_s,
+            events=events,
+        )
+        self.keys = self.core.keys
+        self.events = self.core.events
 
     @classmethod
     def from_url(
@@ -140,6 +135,7 @@ class Broker(JobLifecycle, QueueAdmin):
         visibility_ms: int = DEFAULT_VISIBILITY_MS,
         dlq_max: int = DEFAULT_DLQ_MAX,
         dlq_ttl_s: int = DEFAULT_DLQ_TTL_S,
+        result_ttl_s: int = DEFAULT_RESULT_TTL_S,
         events: BrokerEvents | None = None,
     ) -> Broker:
         """A broker on Redis ``url``; nothing connects until the first call, and
@@ -165,8 +161,174 @@ class Broker(JobLifecycle, QueueAdmin):
             visibility_ms=visibility_ms,
             dlq_max=dlq_max,
             dlq_ttl_s=dlq_ttl_s,
+            result_ttl_s=result_ttl_s,
             events=events,
         )
+
+    async def run(self, op: Op[T]) -> T:
+        """Drive one core operation (``broker.core.<name>(...)``) to its end."""
+        return await self.io.drive(op)
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.core.max_payload_bytes
+
+    @property
+    def visibility_ms(self) -> int:
+        return self.core.visibility_ms
+
+    @property
+    def result_ttl_s(self) -> int:
+        return self.core.result_ttl_s
+
+    # -- jobs ---------------------------------------------------------------------
+
+    def spec(self, payload: object, **options: Unpack[EnqueueOptions]) -> JobSpec:
+        return self.core.spec(payload, **options)
+
+    async def enqueue(
+        self, queue: str, payload: object, **options: Unpack[EnqueueOptions]
+    ) -> EnqueueResult:
+        return await self.io.drive(self.core.enqueue(queue, payload, **options))
+
+    async def enqueue_strict(
+        self, queue: str, payload: object, **options: Unpack[EnqueueOptions]
+    ) -> EnqueueResult:
+        return await self.io.drive(self.core.enqueue_strict(queue, payload, **options))
+
+    async def enqueue_many(self, queue: str, specs: Sequence[JobSpec]) -> list[EnqueueResult]:
+        return await self.io.drive(self.core.enqueue_many(queue, specs))
+
+    async def claim(self, queue: str, n: int = 1, *, visibility_ms: int | None = None) -> Claim:
+        return await self.io.drive(self.core.claim(queue, n, visibility_ms=visibility_ms))
+
+    async def ack(self, job: Job, result: object = None) -> bool:
+        return await self.io.drive(self.core.ack(job, result))
+
+    async def ack_many(
+        self, jobs: Sequence[Job], results: Sequence[object] | None = None
+    ) -> list[bool]:
+        return await self.io.drive(self.core.ack_many(jobs, results))
+
+    async def nack(self, job: Job, error: str = "", *, dead: bool = False) -> NackResult:
+        return await self.io.drive(self.core.nack(job, error, dead=dead))
+
+    async def release(self, job: Job) -> bool:
+        return await self.io.drive(self.core.release(job))
+
+    async def release_many(self, jobs: Sequence[Job], text: str = RELEASED_TEXT) -> list[bool]:
+        return await self.io.drive(self.core.release_many(jobs, text))
+
+    async def extend(self, job: Job, visibility_ms: int | None = None) -> bool:
+        return await self.io.drive(self.core.extend(job, visibility_ms))
+
+    async def extend_many(
+        self, jobs: Sequence[Job], visibility_ms: int | None = None
+    ) -> list[bool]:
+        return await self.io.drive(self.core.extend_many(jobs, visibility_ms))
+
+    async def cancel(self, queue: str, job_id: str) -> JobState:
+        return await self.io.drive(self.core.cancel(queue, job_id))
+
+    async def aborts(self, queues: Sequence[str]) -> dict[str, set[str]]:
+        return await self.io.drive(self.core.aborts(queues))
+
+    async def finish_abort(self, job: Job) -> bool:
+        return await self.io.drive(self.core.finish_abort(job))
+
+    async def wait_job(self, queue: str, job_id: str, timeout: float) -> Job:  # noqa: ASYNC109
+        return await self.io.drive(self.core.wait_job(queue, job_id, timeout))
+
+    async def get_job(self, queue: str, job_id: str) -> Job:
+        return await self.io.drive(self.core.get_job(queue, job_id))
+
+    async def wait_for_work(self, queue: str, block_seconds: float) -> bool:
+        return await self.io.drive(self.core.wait_for_work(queue, block_seconds))
+
+    def reserve_waiters(self, n: int) -> None:
+        """Make room for ``n`` more tasks in :meth:`wait_for_work` at once (a worker
+        reserves one per queue it serves), so that no wait queues behind another
+        for a connection. Reservations last as long as the broker."""
+        self.io.reserve_waiters(n)
+
+    # -- sweeps, reading, the DLQ, admin -------------------------------------------
+
+    async def reap(self, queue: str, limit: int = SWEEP_LIMIT) -> ReapResult:
+        return await self.io.drive(self.core.reap(queue, limit))
+
+    async def promote(self, queue: str, limit: int = SWEEP_LIMIT) -> int:
+        return await self.io.drive(self.core.promote(queue, limit))
+
+    async def queues(self) -> list[str]:
+        return await self.io.drive(self.core.queues())
+
+    async def stats(self, queue: str) -> QueueStats:
+        return await self.io.drive(self.core.stats(queue))
+
+    async def stats_many(
+        self, queues: Sequence[str], *, skip_errors: bool = False
+    ) -> list[QueueStats]:
+        return await self.io.drive(self.core.stats_many(queues, skip_errors=skip_errors))
+
+    async def snapshot(self) -> list[QueueStats]:
+        return await self.io.drive(self.core.snapshot())
+
+    async def server_time_ms(self) -> int:
+        return await self.io.drive(self.core.server_time_ms())
+
+    async def dlq_list(
+        self, queue: str, limit: int = DLQ_PAGE_DEFAULT, offset: int = 0
+    ) -> list[Job]:
+        return await self.io.drive(self.core.dlq_list(queue, limit, offset))
+
+    async def dlq_requeue(self, queue: str, job_id: str) -> None:
+        await self.io.drive(self.core.dlq_requeue(queue, job_id))
+
+    async def dlq_delete(self, queue: str, job_id: str) -> None:
+        await self.io.drive(self.core.dlq_delete(queue, job_id))
+
+    async def dlq_requeue_all(self, queue: str) -> int:
+        return await self.io.drive(self.core.dlq_requeue_all(queue))
+
+    async def dlq_purge(self, queue: str) -> int:
+        return await self.io.drive(self.core.dlq_purge(queue))
+
+    async def pause(self, queue: str) -> None:
+        await self.io.drive(self.core.pause(queue))
+
+    async def resume(self, queue: str) -> None:
+        await self.io.drive(self.core.resume(queue))
+
+    async def set_rate_limit(self, queue: str, rate: float, burst: int) -> None:
+        await self.io.drive(self.core.set_rate_limit(queue, rate, burst))
+
+    async def clear_rate_limit(self, queue: str) -> None:
+        await self.io.drive(self.core.clear_rate_limit(queue))
+
+    async def get_rate_limit(self, queue: str) -> RateLimit | None:
+        return await self.io.drive(self.core.get_rate_limit(queue))
+
+    async def delete_queue(self, queue: str, *, force: bool = False) -> int:
+        return await self.io.drive(self.core.delete_queue(queue, force=force))
+
+    # -- schedules (the store of relay_trio.scheduler) ----------------------------------
+
+    async def put_schedule(self, schedule: Schedule) -> bool:
+        return await self.io.drive(self.core.put_schedule(schedule))
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        return await self.io.drive(self.core.get_schedule(name))
+
+    async def remove_schedule(self, name: str) -> bool:
+        return await self.io.drive(self.core.remove_schedule(name))
+
+    async def list_schedules(self) -> list[tuple[Schedule, int | None, int]]:
+        return await self.io.drive(self.core.list_schedules())
+
+    async def fire_schedule(self, schedule: Schedule, fire_ms: int) -> bool:
+        return await self.io.drive(self.core.fire_schedule(schedule, fire_ms))
+
+    # -- the connection -------------------------------------------------------------
 
     async def ping(self) -> None:
         """Check that Redis answers (one ``PING``): :class:`RedisUnavailable` (or
@@ -193,6 +355,7 @@ async def open_broker(
     visibility_ms: int = DEFAULT_VISIBILITY_MS,
     dlq_max: int = DEFAULT_DLQ_MAX,
     dlq_ttl_s: int = DEFAULT_DLQ_TTL_S,
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S,
     events: BrokerEvents | None = None,
 ) -> AsyncIterator[Broker]:
     """A :class:`Broker` on ``url`` for the duration of the block (the options are
@@ -210,6 +373,7 @@ async def open_broker(
         visibility_ms=visibility_ms,
         dlq_max=dlq_max,
         dlq_ttl_s=dlq_ttl_s,
+        result_ttl_s=result_ttl_s,
         events=events,
     )
     try:

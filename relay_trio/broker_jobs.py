@@ -1,28 +1,37 @@
-"""The job lifecycle of the broker: enqueue, claim, ack, nack, release, extend.
+"""The job lifecycle, sans I/O: enqueue, claim, ack, nack, release, extend, cancel.
 
-:class:`JobLifecycle` is a base of :class:`~relay_trio.broker.Broker` (use it
-through a broker; the broker's module doc gives the contract). Each operation
-validates its input first (:class:`InvalidInput`, nothing written), then is one
-round trip: one Lua script, or one pipeline of them for a batch. A lease fences
-``ack``, ``nack``, ``release`` and ``extend``: they act only while the caller's
-lease is the job's.
+:class:`JobOps` is a base of :class:`~relay_trio.broker_core.BrokerCore`: each
+operation is a generator (see :mod:`relay_trio.calls`) that validates its input
+first (:class:`InvalidInput`, nothing sent), then yields one round trip: one Lua
+script, or one pipeline of them for a batch, and decodes the replies. A lease
+fences ``ack``, ``nack``, ``release``, ``extend`` and ``finish_abort``: they act
+only while the caller's lease is the job's. Use the operations through a
+runtime: :class:`~relay_trio.broker.Broker` (Trio), :mod:`relay_trio.sync`,
+:mod:`relay_trio.aio`.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from . import job as jobmod
-from ._errors import DuplicateJob, InvalidInput
+from ._errors import (
+    DuplicateJob,
+    InvalidInput,
+    JobFailed,
+    JobFinished,
+    JobNotFound,
+    ResultTimeout,
+)
 from ._validate import check_int
-from .job import Job, JobSpec, JobState
+from .calls import Call, Command, Op, Script, command, script
+from .job import EnqueueOptions, Job, JobSpec, JobState, validate_job_id
 from .keys import Keyspace, QueueKeys
-from .redis_io import Batch, RedisIO
 from .results import BrokerEvents, Claim, EnqueueResult, NackResult
 
 MAX_VISIBILITY_MS = 24 * 3600 * 1000
@@ -30,6 +39,10 @@ MAX_CLAIM = 1000
 MAX_ENQUEUE_MANY = 10_000
 ENQUEUE_CHUNK = 500  # jobs per script call inside the one round trip of enqueue_many
 RELEASED_TEXT = "released: the worker shut down before the handler ended (no attempt used)"
+MAX_WAIT_S = 60.0
+"""The longest one wait for a job's end (:meth:`JobOps.wait_job`)."""
+MAX_RESULT_WAIT_S = 24 * 3600.0
+"""The longest :meth:`JobOps.result` waits (in waits of up to MAX_WAIT_S each)."""
 
 
 def _by_queue(jobs: Sequence[Job]) -> dict[str, list[int]]:
@@ -40,10 +53,24 @@ def _by_queue(jobs: Sequence[Job]) -> dict[str, list[int]]:
     return out
 
 
-class JobLifecycle:
-    """Enqueue, claim, ack, nack, release, extend: see :class:`~relay_trio.broker.Broker`."""
+def encode_result(value: object) -> bytes:
+    """A handler's return value as the ack script stores it: ``b"b"`` + bytes for
+    bytes, else ``b"j"`` + its JSON text. Raises :class:`InvalidInput`
+    (``result``) for a value JSON cannot encode."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return b"b" + bytes(value)
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            "result", f"a {type(value).__name__} is neither bytes nor JSON ({exc})"
+        ) from exc
+    return b"j" + text.encode()
 
-    io: RedisIO
+
+class JobOps:
+    """Enqueue, claim, ack, nack, release, extend, cancel: see the module doc."""
+
     keys: Keyspace
     events: BrokerEvents
     dedup_ttl_s: int
@@ -53,101 +80,48 @@ class JobLifecycle:
     visibility_ms: int
     dlq_max: int
     dlq_ttl_s: int
+    result_ttl_s: int
 
     # -- enqueue ---------------------------------------------------------------
 
-    def spec(
-        self,
-        payload: object,
-        *,
-        priority: int = jobmod.DEFAULT_PRIORITY,
-        delay_ms: int = 0,
-        ready_at: datetime | None = None,
-        idempotency_key: str | None = None,
-        max_retries: int = jobmod.DEFAULT_MAX_RETRIES,
-        timeout_ms: int | None = None,
-        job_id: str | None = None,
-    ) -> JobSpec:
+    def spec(self, payload: object, **options: Any) -> JobSpec:
         """A validated :class:`JobSpec` under this broker's payload limit (the
-        options are :meth:`enqueue`'s); :class:`InvalidInput` naming a bad one."""
-        return JobSpec.create(
-            payload,
-            priority=priority,
-            delay_ms=delay_ms,
-            ready_at=ready_at,
-            idempotency_key=idempotency_key,
-            max_retries=max_retries,
-            timeout_ms=timeout_ms,
-            max_payload_bytes=self.max_payload_bytes,
-            job_id=job_id,
-        )
+        options are :class:`~relay_trio.job.EnqueueOptions`); :class:`InvalidInput`
+        naming a bad one."""
+        unknown = set(options) - set(EnqueueOptions.__annotations__)
+        if unknown:
+            raise InvalidInput(sorted(unknown)[0], "is not an enqueue option")
+        return JobSpec.create(payload, max_payload_bytes=self.max_payload_bytes, **options)
 
-    async def enqueue(
-        self,
-        queue: str,
-        payload: object,
-        *,
-        priority: int = jobmod.DEFAULT_PRIORITY,
-        delay_ms: int = 0,
-        ready_at: datetime | None = None,
-        idempotency_key: str | None = None,
-        max_retries: int = jobmod.DEFAULT_MAX_RETRIES,
-        timeout_ms: int | None = None,
-        job_id: str | None = None,
-    ) -> EnqueueResult:
+    def specs(self, payloads: Sequence[object], **options: Any) -> list[JobSpec]:
+        """One spec per item of ``payloads``: a payload (taking ``options``, which
+        may not name an idempotency key or id: those belong to one job) or a
+        :class:`JobSpec` of its own."""
+        for name in ("idempotency_key", "job_id"):
+            if options.get(name) is not None:
+                raise InvalidInput(name, "give each job its own, as a JobSpec (spec())")
+        return [p if isinstance(p, JobSpec) else self.spec(p, **options) for p in payloads]
+
+    def enqueue(self, queue: str, payload: object, **options: Any) -> Op[EnqueueResult]:
         """Add one job. A taken idempotency key returns ``duplicate=True`` and the
-        existing id, writing nothing. ``priority`` 0-255 (higher first);
-        ``delay_ms`` (up to a year) or ``ready_at`` (a datetime with a time zone);
-        ``max_retries`` 0-1000; ``timeout_ms`` bounds each attempt (1 ms to a
-        week; ``None``: the worker's default); ``job_id`` 32 lowercase hex
-        characters (default: random). Raises :class:`InvalidInput` before any write."""
-        spec = self.spec(
-            payload,
-            priority=priority,
-            delay_ms=delay_ms,
-            ready_at=ready_at,
-            idempotency_key=idempotency_key,
-            max_retries=max_retries,
-            timeout_ms=timeout_ms,
-            job_id=job_id,
-        )
-        (result,) = await self.enqueue_many(queue, [spec])
+        existing id, writing nothing. Raises :class:`InvalidInput` before any write."""
+        spec = self.spec(payload, **options)
+        (result,) = yield from self.enqueue_many(queue, [spec])
         return result
 
-    async def enqueue_strict(
-        self,
-        queue: str,
-        payload: object,
-        *,
-        priority: int = jobmod.DEFAULT_PRIORITY,
-        delay_ms: int = 0,
-        ready_at: datetime | None = None,
-        idempotency_key: str | None = None,
-        max_retries: int = jobmod.DEFAULT_MAX_RETRIES,
-        timeout_ms: int | None = None,
-        job_id: str | None = None,
-    ) -> EnqueueResult:
+    def enqueue_strict(self, queue: str, payload: object, **options: Any) -> Op[EnqueueResult]:
         """:meth:`enqueue`, raising :class:`DuplicateJob` for a taken idempotency key."""
-        result = await self.enqueue(
-            queue,
-            payload,
-            priority=priority,
-            delay_ms=delay_ms,
-            ready_at=ready_at,
-            idempotency_key=idempotency_key,
-            max_retries=max_retries,
-            timeout_ms=timeout_ms,
-            job_id=job_id,
-        )
+        result = yield from self.enqueue(queue, payload, **options)
         if result.duplicate:
-            raise DuplicateJob(queue, idempotency_key or "", result.id)
+            raise DuplicateJob(queue, options.get("idempotency_key") or "", result.id)
         return result
 
-    async def enqueue_many(self, queue: str, specs: Sequence[JobSpec]) -> list[EnqueueResult]:
+    def enqueue_many(self, queue: str, specs: Sequence[JobSpec]) -> Op[list[EnqueueResult]]:
         """Add up to 10 000 jobs in one round trip; each job is atomic on its own.
 
-        Returns one result per spec, in order. The queue is registered first, so
-        a job never exists in a queue that discovery cannot see.
+        Returns one result per spec, in order. The queue is registered first (a
+        command of its own: the registry is in another Cluster slot), so a job
+        never exists in a queue that discovery cannot see.
         """
         q = self.keys.queue(queue)
         if not 1 <= len(specs) <= MAX_ENQUEUE_MANY:
@@ -159,28 +133,23 @@ class JobLifecycle:
                 raise InvalidInput(
                     "payload", f"is {len(spec.payload)} bytes; at most {self.max_payload_bytes}"
                 )
-        script = self.io.script("enqueue")
         keys = [q.ready, q.delayed, q.seq, q.wake]
-        registry = self.keys.registry
-
-        def build(batch: Batch) -> None:
-            batch.command("SADD", registry, queue)
-            for start in range(0, len(specs), ENQUEUE_CHUNK):
-                args: list[Any] = [q.base, queue, self.dedup_ttl_s]
-                for s in specs[start : start + ENQUEUE_CHUNK]:
-                    args += (
-                        s.id,
-                        s.payload,
-                        s.priority,
-                        s.max_retries,
-                        s.delay_ms,
-                        "" if s.ready_at_ms is None else s.ready_at_ms,
-                        s.idempotency_key,
-                        "" if s.timeout_ms is None else s.timeout_ms,
-                    )
-                batch.script(script, keys, args)
-
-        replies = await self.io.batch(build)
+        steps: list[Command | Script] = [Command(("SADD", self.keys.registry, queue))]
+        for start in range(0, len(specs), ENQUEUE_CHUNK):
+            args: list[Any] = [q.base, queue, self.dedup_ttl_s]
+            for s in specs[start : start + ENQUEUE_CHUNK]:
+                args += (
+                    s.id,
+                    s.payload,
+                    s.priority,
+                    s.max_retries,
+                    s.delay_ms,
+                    "" if s.ready_at_ms is None else s.ready_at_ms,
+                    s.idempotency_key,
+                    "" if s.timeout_ms is None else s.timeout_ms,
+                )
+            steps.append(Script("enqueue", keys, args))
+        replies = yield Call(steps)
         results: list[EnqueueResult] = []
         for reply in replies[1:]:
             for code, job_id, state in zip(reply[::3], reply[1::3], reply[2::3], strict=True):
@@ -196,7 +165,7 @@ class JobLifecycle:
 
     # -- claim / ack / nack / extend ---------------------------------------------
 
-    async def claim(self, queue: str, n: int = 1, *, visibility_ms: int | None = None) -> Claim:
+    def claim(self, queue: str, n: int = 1, *, visibility_ms: int | None = None) -> Op[Claim]:
         """Atomically take up to ``n`` ready jobs (best priority, then oldest) under
         a new lease with deadline now + visibility. Concurrent claimers never get
         the same job. A paused or rate-limited queue yields no jobs."""
@@ -204,7 +173,7 @@ class JobLifecycle:
         check_int("n", n, 1, MAX_CLAIM)
         vis = self.visibility_ms if visibility_ms is None else visibility_ms
         check_int("visibility_ms", vis, 1, MAX_VISIBILITY_MS)
-        reply = await self.io.eval(
+        (reply,) = yield script(
             "claim",
             [q.ready, q.inflight, q.ratelimit, q.paused],
             [q.base, n, vis, secrets.token_hex(8)],
@@ -219,11 +188,11 @@ class JobLifecycle:
             try:
                 jobs.append(Job.from_fields(values))
             except (ValueError, TypeError, UnicodeError) as exc:
-                await self._dead_letter_undecodable(queue, values, exc)
+                yield from self._dead_letter_undecodable(queue, values, exc)
         self.events.count("claimed", queue, len(jobs))
         return Claim(jobs=jobs)
 
-    async def _dead_letter_undecodable(self, queue: str, values: Any, exc: Exception) -> None:
+    def _dead_letter_undecodable(self, queue: str, values: Any, exc: Exception) -> Op[None]:
         """A claimed job whose hash cannot be decoded (written by something else)
         goes to the DLQ at once, with the reason: no handler could run it."""
         job_id, lease = values[0], values[9]
@@ -240,17 +209,39 @@ class JobLifecycle:
             created_at_ms=0,
             lease=lease.decode(errors="replace"),
         )
-        await self.nack(stub, f"undecodable job hash: {exc}", dead=True)
+        yield from self.nack(stub, f"undecodable job hash: {exc}", dead=True)
 
-    async def ack(self, job: Job) -> bool:
+    def ack(self, job: Job, result: object = None) -> Op[bool]:
         """Finish ``job``: True if it was still in flight under its lease (or a
-        reaper gave it back to ready and nobody has claimed it since)."""
-        return (await self.ack_many([job]))[0]
+        reaper gave it back to ready and nobody has claimed it since). With a
+        result TTL the job becomes ``done`` with ``result`` (see :meth:`ack_many`)."""
+        (acked,) = yield from self.ack_many([job], [result])
+        return acked
 
-    async def ack_many(self, jobs: Sequence[Job]) -> list[bool]:
-        """Ack several jobs in one round trip (grouped per queue); a bool per job."""
-        by_queue, replies = await self._per_lease(
-            "ack", jobs, lambda q: [q.inflight, q.processed, q.ready], lambda q: [q.base]
+    def ack_many(
+        self, jobs: Sequence[Job], results: Sequence[object] | None = None
+    ) -> Op[list[bool]]:
+        """Ack several jobs in one round trip (grouped per queue); a bool per job.
+
+        ``results`` (one per job: bytes, or a JSON-encodable value) are kept for
+        ``result_ttl_s`` in state ``done``; with ``result_ttl_s`` 0 the job is
+        deleted at once and no result is sent. A result JSON cannot encode is
+        :class:`InvalidInput` before anything is sent (the worker stores its
+        ``repr`` instead)."""
+        ttl_ms = self.result_ttl_s * 1000
+        if ttl_ms:
+            encoded = [encode_result(r) for r in (results or [None] * len(jobs))]
+            if len(encoded) != len(jobs):
+                raise InvalidInput("results", "give one result per job")
+            extra: Callable[[int], tuple[Any, ...]] = lambda i: (encoded[i],)  # noqa: E731
+        else:
+            extra = lambda i: ()  # noqa: E731
+        by_queue, replies = yield from self._per_lease(
+            "ack",
+            jobs,
+            lambda q: [q.inflight, q.processed, q.ready, q.done],
+            lambda q: [q.base, ttl_ms],
+            extra,
         )
         out = [flag == 1 for flag in replies]
         now_ms = time.time() * 1000
@@ -260,12 +251,12 @@ class JobLifecycle:
             self.events.observe_latency(queue, [(now_ms - j.created_at_ms) / 1000 for j in acked])
         return out
 
-    async def nack(self, job: Job, error: str = "", *, dead: bool = False) -> NackResult:
+    def nack(self, job: Job, error: str = "", *, dead: bool = False) -> Op[NackResult]:
         """A failed attempt: retry after a full-jitter backoff, or dead-letter when
         the attempts are spent (or at once with ``dead=True``). ``error`` is kept
         on the job as ``last_error``."""
         q = self.keys.queue(job.queue)
-        reply = await self.io.eval(
+        (reply,) = yield script(
             "nack",
             [q.inflight, q.delayed, q.dlq, q.dead, q.dlq_trimmed],
             [
@@ -287,16 +278,17 @@ class JobLifecycle:
         self.events.count("dlq_trimmed", job.queue, int(reply[2]))
         return NackResult(outcome, int(reply[1]))
 
-    async def release(self, job: Job) -> bool:
+    def release(self, job: Job) -> Op[bool]:
         """Give ``job`` back to ``ready`` without using up an attempt (its worker is
         shutting down). True if it was still in flight under its lease."""
-        return (await self.release_many([job]))[0]
+        (released,) = yield from self.release_many([job])
+        return released
 
-    async def release_many(self, jobs: Sequence[Job], text: str = RELEASED_TEXT) -> list[bool]:
+    def release_many(self, jobs: Sequence[Job], text: str = RELEASED_TEXT) -> Op[list[bool]]:
         """:meth:`release` for several jobs in one round trip; a bool per job.
         ``text`` becomes each released job's ``last_error``."""
         head = text[: jobmod.MAX_ERROR_TEXT]
-        by_queue, replies = await self._per_lease(
+        by_queue, replies = yield from self._per_lease(
             "release", jobs, lambda q: [q.inflight, q.ready, q.wake], lambda q: [q.base, head]
         )
         out = [flag == 1 for flag in replies]
@@ -304,62 +296,170 @@ class JobLifecycle:
             self.events.count("released", queue, sum(out[i] for i in indexes))
         return out
 
-    async def extend(self, job: Job, visibility_ms: int | None = None) -> bool:
+    def extend(self, job: Job, visibility_ms: int | None = None) -> Op[bool]:
         """Heartbeat: push the deadline to now + visibility if still leased. Returns
         whether it did; a finished or re-claimed job is never touched."""
-        return (await self.extend_many([job], visibility_ms))[0]
+        (extended,) = yield from self.extend_many([job], visibility_ms)
+        return extended
 
-    async def extend_many(
-        self, jobs: Sequence[Job], visibility_ms: int | None = None
-    ) -> list[bool]:
+    def extend_many(self, jobs: Sequence[Job], visibility_ms: int | None = None) -> Op[list[bool]]:
         vis = self.visibility_ms if visibility_ms is None else visibility_ms
         check_int("visibility_ms", vis, 1, MAX_VISIBILITY_MS)
-        _, replies = await self._per_lease(
+        _, replies = yield from self._per_lease(
             "extend", jobs, lambda q: [q.inflight], lambda q: [q.base, vis]
         )
         return [deadline != 0 for deadline in replies]
 
-    async def _per_lease(
+    def _per_lease(
         self,
         name: str,
         jobs: Sequence[Job],
         keys: Callable[[QueueKeys], list[str]],
         head: Callable[[QueueKeys], list[Any]],
-    ) -> tuple[dict[str, list[int]], list[Any]]:
+        extra: Callable[[int], tuple[Any, ...]] = lambda i: (),
+    ) -> Op[tuple[dict[str, list[int]], list[Any]]]:
         """Run script ``name`` once per queue of ``jobs`` — KEYS ``keys(q)``, ARGV
-        ``head(q)`` then each job's id and lease — all in one round trip. Returns
-        the jobs' indexes by queue, and each job's entry of its script's reply."""
+        ``head(q)`` then each job's id, lease and ``extra(index)`` — all in one
+        round trip. Returns the jobs' indexes by queue, and each job's entry of
+        its script's reply."""
         by_queue = _by_queue(jobs)
         out: list[Any] = [0] * len(jobs)
         if not jobs:
             return by_queue, out
-        script = self.io.script(name)
-
-        def build(batch: Batch) -> None:
-            for queue, indexes in by_queue.items():
-                q = self.keys.queue(queue)
-                args = head(q)
-                for index in indexes:
-                    args += (jobs[index].id, jobs[index].lease)
-                batch.script(script, keys(q), args)
-
-        replies = await self.io.batch(build)
+        steps: list[Command | Script] = []
+        for queue, indexes in by_queue.items():
+            q = self.keys.queue(queue)
+            args = head(q)
+            for index in indexes:
+                args += (jobs[index].id, jobs[index].lease, *extra(index))
+            steps.append(Script(name, keys(q), args))
+        replies = yield Call(steps)
         for indexes, reply in zip(by_queue.values(), replies, strict=True):
             for index, value in zip(indexes, reply, strict=True):
                 out[index] = value
         return by_queue, out
 
+    # -- cancel, abort, waiting for a job's end ----------------------------------------
+
+    def cancel(self, queue: str, job_id: str) -> Op[JobState]:
+        """Cancel a job: a ready or delayed one leaves its set and is ``cancelled``
+        at once; for one in flight an abort is requested (the worker running it
+        cancels its handler within a second and the job ends ``cancelled``; if
+        that worker is gone, the reaper does it). Returns the state the job is
+        in now (``cancelled``, or ``inflight`` while the abort is pending).
+        :class:`JobNotFound` for an unknown job, :class:`JobFinished` for one
+        that has ended (done, dead or cancelled)."""
+        q = self.keys.queue(queue)
+        validate_job_id(job_id)
+        (reply,) = yield script(
+            "cancel",
+            [q.ready, q.delayed, q.inflight, q.aborting, q.cancelled],
+            [q.base, job_id, self.result_ttl_ms_for_end()],
+        )
+        code, state = int(reply[0]), reply[1].decode() if reply[1] else ""
+        if code == -1:
+            raise JobNotFound(queue, job_id)
+        if code == 0:
+            raise JobFinished(queue, job_id, state)
+        self.events.count("cancelled" if code == 1 else "abort_requested", queue)
+        return JobState(state)
+
+    def result_ttl_ms_for_end(self) -> int:
+        """How long a cancelled job is kept (ms): the result TTL, at least a minute,
+        so that whoever cancelled it can still read how it ended."""
+        return max(self.result_ttl_s, 60) * 1000
+
+    def aborts(self, queues: Sequence[str]) -> Op[dict[str, set[str]]]:
+        """The ids whose abort was requested, per queue: one round trip for all."""
+        if not queues:
+            return {}
+        qs = [self.keys.queue(name) for name in queues]
+        replies = yield Call([Script("aborts", [q.aborting], [3_600_000]) for q in qs])
+        return {
+            name: {job_id.decode() for job_id in reply}
+            for name, reply in zip(queues, replies, strict=True)
+        }
+
+    def finish_abort(self, job: Job) -> Op[bool]:
+        """End an aborted job as ``cancelled`` (never retried): True if it was still
+        in flight under its lease."""
+        q = self.keys.queue(job.queue)
+        (done,) = yield script(
+            "abort",
+            [q.inflight, q.aborting, q.cancelled],
+            [q.base, self.result_ttl_ms_for_end(), job.id, job.lease],
+        )
+        if done:
+            self.events.count("cancelled", job.queue)
+        return bool(done)
+
+    def watch_job(self, queue: str, job_id: str) -> Op[Job | None]:
+        """The job if it has ended; else None, and the job now counts one waiter
+        (its end pushes a token to its end-notification list for each)."""
+        q = self.keys.queue(queue)
+        validate_job_id(job_id)
+        (reply,) = yield script("watch", [q.job(job_id)], [])
+        if reply == 0:
+            raise JobNotFound(queue, job_id)
+        if reply == 1:
+            return None
+        return Job.from_hash(reply)
+
+    def wait_job(self, queue: str, job_id: str, timeout: float) -> Op[Job]:
+        """Wait up to ``timeout`` seconds (0-60) for the job to end: the job as it
+        is then (ended, or still running when the time ran out). One blocking
+        pop per wait, woken by the script that ends the job; no polling.
+        :class:`JobNotFound` if there is no such job (a job whose result was not
+        kept is gone the moment it is acked)."""
+        timeout = float(timeout)
+        if not 0 <= timeout <= MAX_WAIT_S:
+            raise InvalidInput("timeout", f"must be 0 to {MAX_WAIT_S:g} seconds, got {timeout}")
+        ended = yield from self.watch_job(queue, job_id)
+        if ended is None and timeout > 0:
+            key = self.keys.queue(queue).ended(job_id)
+            yield Call((Command(("BLPOP", key, max(timeout, 0.01))),), block_s=timeout)
+        if ended is None:
+            ended = yield from self.get_job(queue, job_id)
+        return ended
+
+    def result(self, queue: str, job_id: str, timeout: float = 0.0) -> Op[object]:
+        """The job's result, waiting up to ``timeout`` seconds (0 to a day) for it
+        to end: its return value (decoded JSON, or bytes; ``None`` if it returned
+        nothing). :class:`JobFailed` if it ended dead or cancelled,
+        :class:`ResultTimeout` if it has not ended in time, :class:`JobNotFound`
+        if there is no such job (or it ended and its result was not kept)."""
+        timeout = float(timeout)
+        if not 0 <= timeout <= MAX_RESULT_WAIT_S:
+            raise InvalidInput(
+                "timeout", f"must be 0 to {MAX_RESULT_WAIT_S:g} seconds, got {timeout}"
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            job = yield from self.wait_job(queue, job_id, min(left, MAX_WAIT_S))
+            if job.state is JobState.DONE:
+                return job.result_value
+            if job.state.finished:
+                raise JobFailed(queue, job_id, job.state.value, job.last_error)
+            if deadline - time.monotonic() <= 0:
+                raise ResultTimeout(queue, job_id, job.state.value, timeout)
+
+    def get_job(self, queue: str, job_id: str) -> Op[Job]:
+        """The job's current fields; :class:`JobNotFound` (e.g. once acked without
+        a result TTL, or expired)."""
+        q = self.keys.queue(queue)
+        (raw,) = yield command("HGETALL", q.job(validate_job_id(job_id)))
+        if not raw:
+            raise JobNotFound(queue, job_id)
+        return Job.from_hash(raw)
+
     # -- waiting for work --------------------------------------------------------------
 
-    async def wait_for_work(self, queue: str, block_seconds: float) -> bool:
+    def wait_for_work(self, queue: str, block_seconds: float) -> Op[bool]:
         """Wait up to ``block_seconds`` (0.01-30) for a wake-up hint: jobs were made
         ready in ``queue``. True if one came. Takes a hint, never a job, so
-        cancelling it at once loses nothing."""
+        abandoning it at once loses nothing."""
         q = self.keys.queue(queue)
-        return await self.io.wait_hint(q.wake, block_seconds)
-
-    def reserve_waiters(self, n: int) -> None:
-        """Make room for ``n`` more tasks in :meth:`wait_for_work` at once (a worker
-        reserves one per queue it serves), so that no wait queues behind another
-        for a connection. Reservations last as long as the broker."""
-        self.io.reserve_waiters(n)
+        block = min(max(float(block_seconds), 0.01), 30.0)
+        (reply,) = yield Call((Command(("BLPOP", q.wake, block)),), block_s=block)
+        return reply is not None

@@ -12,91 +12,65 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from typing import Unpack
 
 from . import job as jobmod
-from .broker import (
+from .broker import Broker, open_broker
+from .broker_core import (
     DEFAULT_BACKOFF_BASE_MS,
     DEFAULT_BACKOFF_CAP_MS,
     DEFAULT_DEDUP_TTL_S,
     DEFAULT_DLQ_MAX,
     DEFAULT_DLQ_TTL_S,
+    DEFAULT_RESULT_TTL_S,
     DEFAULT_VISIBILITY_MS,
-    Broker,
-    open_broker,
 )
-from .job import Job, JobSpec
+from .job import EnqueueOptions, Job, JobSpec, JobState
 from .keys import DEFAULT_PREFIX
-from .redis_io import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SOCKET_TIMEOUT
+from .redis_sync import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SOCKET_TIMEOUT
 from .results import BrokerEvents, EnqueueResult, QueueStats
 
 
 class RelayClient:
-    """Use :func:`open_client`; or wrap a :class:`Broker` you already have."""
+    """Use :func:`open_client`; or wrap a :class:`Broker` you already have.
+
+    The same operations, with the same errors, exist for plain Python
+    (:class:`relay_trio.sync.Client`) and asyncio (:class:`relay_trio.aio.Client`)."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
 
     async def enqueue(
-        self,
-        queue: str,
-        payload: bytes | str,
-        *,
-        priority: int = jobmod.DEFAULT_PRIORITY,
-        delay_ms: int = 0,
-        ready_at: datetime | None = None,
-        idempotency_key: str | None = None,
-        max_retries: int = jobmod.DEFAULT_MAX_RETRIES,
-        timeout_ms: int | None = None,
-        job_id: str | None = None,
+        self, queue: str, payload: bytes | str, **options: Unpack[EnqueueOptions]
     ) -> str:
-        """Enqueue one job and return its id (the options are
-        :meth:`Broker.enqueue`'s; ``timeout_ms`` bounds each attempt, default: the
-        worker's for the queue). Raises :class:`DuplicateJob` (with
-        ``existing_id``) for a taken key."""
-        result = await self.broker.enqueue_strict(
-            queue,
-            payload,
-            priority=priority,
-            delay_ms=delay_ms,
-            ready_at=ready_at,
-            idempotency_key=idempotency_key,
-            max_retries=max_retries,
-            timeout_ms=timeout_ms,
-            job_id=job_id,
-        )
-        return result.id
+        """Enqueue one job and return its id (``options``: see
+        :class:`~relay_trio.job.EnqueueOptions`). Raises :class:`DuplicateJob`
+        (with ``existing_id``) for a taken key."""
+        return (await self.broker.enqueue_strict(queue, payload, **options)).id
 
     async def enqueue_many(
         self,
         queue: str,
         payloads: Sequence[bytes | str | JobSpec],
-        *,
-        priority: int = jobmod.DEFAULT_PRIORITY,
-        delay_ms: int = 0,
-        ready_at: datetime | None = None,
-        max_retries: int = jobmod.DEFAULT_MAX_RETRIES,
-        timeout_ms: int | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> list[EnqueueResult]:
         """Enqueue up to 10 000 jobs in one round trip. Each item is a payload
-        (sharing the options, which are :meth:`Broker.enqueue`'s) or a
-        :class:`JobSpec` of its own (from :meth:`Broker.spec`: an idempotency
-        key, an id). Duplicates are reported per job (``duplicate=True``), not
-        raised."""
-        specs = [
-            p
-            if isinstance(p, JobSpec)
-            else self.broker.spec(
-                p,
-                priority=priority,
-                delay_ms=delay_ms,
-                ready_at=ready_at,
-                max_retries=max_retries,
-                timeout_ms=timeout_ms,
-            )
-            for p in payloads
-        ]
+        (sharing the options) or a :class:`JobSpec` of its own (from
+        :meth:`Broker.spec`: an idempotency key, an id). Duplicates are reported
+        per job (``duplicate=True``), not raised."""
+        specs = self.broker.core.specs(payloads, **options)
         return await self.broker.enqueue_many(queue, specs)
+
+    async def result(self, queue: str, job_id: str, timeout: float = 0.0) -> object:  # noqa: ASYNC109
+        """Wait up to ``timeout`` s for the job's result (see
+        :meth:`~relay_trio.broker_jobs.JobOps.result`): :class:`JobFailed`,
+        :class:`ResultTimeout`, :class:`JobNotFound`."""
+        return await self.broker.run(self.broker.core.result(queue, job_id, timeout))
+
+    async def cancel(self, queue: str, job_id: str) -> JobState:
+        """Cancel a queued job, or abort a running one: its new state
+        (``cancelled``, or ``inflight`` while the abort is pending)."""
+        return await self.broker.cancel(queue, job_id)
 
     async def queues(self) -> list[str]:
         return await self.broker.queues()
@@ -105,7 +79,8 @@ class RelayClient:
         return await self.broker.stats(queue)
 
     async def get_job(self, queue: str, job_id: str) -> Job:
-        """Raises :class:`JobNotFound` once the job is acked (or never existed)."""
+        """Raises :class:`JobNotFound` once the job is gone (acked without a result
+        TTL, expired) or if it never existed."""
         return await self.broker.get_job(queue, job_id)
 
     async def dlq(self, queue: str, limit: int = 50, offset: int = 0) -> list[Job]:
@@ -131,6 +106,7 @@ async def open_client(
     visibility_ms: int = DEFAULT_VISIBILITY_MS,
     dlq_max: int = DEFAULT_DLQ_MAX,
     dlq_ttl_s: int = DEFAULT_DLQ_TTL_S,
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S,
     events: BrokerEvents | None = None,
 ) -> AsyncIterator[RelayClient]:
     """A :class:`RelayClient` on Redis ``url`` for the block; the options are
@@ -148,6 +124,7 @@ async def open_client(
         visibility_ms=visibility_ms,
         dlq_max=dlq_max,
         dlq_ttl_s=dlq_ttl_s,
+        result_ttl_s=result_ttl_s,
         events=events,
     ) as broker:
         yield RelayClient(broker)

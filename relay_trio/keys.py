@@ -21,7 +21,14 @@ key                       type    content
 ``P:{q}:paused``          string  present while the queue is paused
 ``P:{q}:wake``            list    wake-up hints for idle workers (at most 16)
 ``P:{q}:dlq_trimmed``     int     lifetime dead jobs dropped by the DLQ's cap or TTL
+``P:{q}:done``            zset    done jobs kept with their result; score = expiry (ms)
+``P:{q}:cancelled``       zset    cancelled jobs; score = expiry (ms)
+``P:{q}:aborting``        zset    in-flight jobs to abort; score = when asked (ms)
+``P:{q}:ended:<id>``      list    one token per waiter for the job's end (expires)
 ``P:queues``              set     registry of queue names
+``P:{schedules}:defs``    hash    cron schedules: name -> JSON
+``P:{schedules}:created`` hash    name -> when the schedule was stored (ms)
+``P:{schedules}:fired``   hash    name -> its last fire time (ms)
 ========================  ======  ==========================================
 """
 
@@ -100,6 +107,21 @@ class QueueKeys:
     def dlq_trimmed(self) -> str:
         return self.base + "dlq_trimmed"
 
+    @property
+    def done(self) -> str:
+        return self.base + "done"
+
+    @property
+    def cancelled(self) -> str:
+        return self.base + "cancelled"
+
+    @property
+    def aborting(self) -> str:
+        return self.base + "aborting"
+
+    def ended(self, job_id: str) -> str:
+        return self.base + "ended:" + job_id
+
     def all_fixed(self) -> tuple[str, ...]:
         """Every key of the queue except job and dedup keys (for deleting a queue)."""
         return (
@@ -107,6 +129,8 @@ class QueueKeys:
             self.inflight,
             self.delayed,
             self.dlq,
+            self.done,
+            self.cancelled,
             self.processed,
             self.dead,
             self.seq,
@@ -114,6 +138,7 @@ class QueueKeys:
             self.paused,
             self.wake,
             self.dlq_trimmed,
+            self.aborting,
         )
 
     def job(self, job_id: str) -> str:
@@ -135,6 +160,18 @@ class Keyspace:
     @property
     def registry(self) -> str:
         return self.prefix + ":queues"
+
+    @property
+    def schedules(self) -> str:
+        return self.prefix + ":{schedules}:defs"
+
+    @property
+    def schedules_created(self) -> str:
+        return self.prefix + ":{schedules}:created"
+
+    @property
+    def schedules_fired(self) -> str:
+        return self.prefix + ":{schedules}:fired"
 
     def queue(self, name: str) -> QueueKeys:
         """Keys of queue ``name``; :class:`InvalidInput` (field ``queue``) if it

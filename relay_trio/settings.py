@@ -48,7 +48,7 @@ from ._setting import (
 from .demo_handler import make_demo_handler
 from .job import DEFAULT_MAX_PAYLOAD_BYTES
 from .keys import DEFAULT_PREFIX, validate_prefix
-from .redis_io import DEFAULT_SOCKET_TIMEOUT, redis_url_problem
+from .redis_sync import DEFAULT_SOCKET_TIMEOUT, redis_url_problem
 
 HOUR_MS = int(HOUR * 1000)
 

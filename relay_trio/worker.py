@@ -22,7 +22,20 @@ concurrency limit. Its tasks, all in the nursery of :meth:`Worker.serve`:
   worker holds (running, or waiting to be acked or released) in one round trip
   — except a job past its timeout;
 * **reaper** (every 5 s) and **promoter** (every 1 s) passes per queue, each
-  repeated at once while it still moves a full batch.
+  repeated at once while it still moves a full batch;
+* the **abort check**: while jobs run, every ``abort_check_interval`` (0.5 s)
+  one round trip asks which of them were cancelled (aborted); their handlers
+  are cancelled and the jobs end ``cancelled``, never retried. A thread handler
+  cannot be stopped: it is abandoned (it finishes in the background, and what
+  it returns changes nothing);
+* the **scheduler** (:func:`relay_trio.scheduler.run_scheduler`): enqueues the
+  cron schedules' jobs; every worker runs one, each fire time enqueues once.
+
+**Results.** What a handler returns is kept as the job's result (state
+``done``) for the broker's ``result_ttl_s``; a value that is neither bytes nor
+JSON-encodable is kept as its ``repr`` text (and logged). Inside a handler,
+:func:`relay_trio.current_job` is the running job. A handler that raises
+:class:`~relay_trio.Reject` dead-letters its job at once.
 
 **The worker never dies of a job.** Whatever a handler raises (any exception,
 ``SystemExit`` and ``KeyboardInterrupt`` included) is a failed attempt: the job
@@ -64,9 +77,12 @@ from collections.abc import Sequence
 
 import trio
 
-from ._errors import ConfigError, RelayError
+from ._errors import ConfigError, Reject, RelayError
 from .broker import SWEEP_LIMIT, Broker
+from .broker_jobs import encode_result
+from .context import job_context
 from .job import Job
+from .scheduler import run_scheduler
 from .worker_config import (
     MAX_CONCURRENCY,
     MAX_JOB_TIMEOUT,
@@ -86,13 +102,21 @@ class _Run:
     """One job this worker runs: its current claim (``job``, whose lease a later
     claim of the same job replaces), its lane and its timeout."""
 
-    __slots__ = ("job", "lane", "timeout", "timeout_at")
+    __slots__ = ("aborted", "job", "lane", "scope", "timeout", "timeout_at")
 
     def __init__(self, job: Job, lane: _Lane) -> None:
         self.job = job
         self.lane = lane
         self.timeout = job.timeout_ms / 1000 if job.timeout_ms else lane.handler.timeout
         self.timeout_at = math.inf
+        self.scope: trio.CancelScope | None = None
+        self.aborted = False
+
+    def abort(self) -> None:
+        """The job was cancelled while it ran: stop its handler."""
+        self.aborted = True
+        if self.scope is not None:
+            self.scope.cancel()
 
     def start(self) -> None:
         """The attempt's clock starts (when a runner takes the job)."""
@@ -163,6 +187,8 @@ class Worker:
         # finished (to ack) or given back (to release), not yet confirmed by Redis;
         # a later claim of the same job replaces the entry with its new lease
         self._to_ack: dict[tuple[str, str], Job] = {}
+        self._results: dict[tuple[str, str], object] = {}
+        self._keep_results = broker.result_ttl_s > 0
         self._to_release: dict[tuple[str, str], Job] = {}
         self._finisher_wake = trio.Event()
         self._finishing_closed = False
@@ -185,6 +211,11 @@ class Worker:
             async with trio.open_nursery() as service:
                 service.start_soon(self._finisher)
                 service.start_soon(self._heartbeat)
+                service.start_soon(self._abort_check)
+                if self.config.schedules:
+                    service.start_soon(
+                        lambda: run_scheduler(self.broker, refresh_s=self.config.schedule_refresh)
+                    )
                 for h in self.handlers:
                     service.start_soon(
                         self._maintain, h.queue, "promote", self.config.promote_interval
@@ -321,19 +352,32 @@ class Worker:
 
     async def _run(self, run: _Run) -> None:
         """One attempt. Every outcome but cancellation is handled here: return →
-        ack; raise anything (or time out) → nack; cancelled → release, re-raise."""
+        ack (with the result); raise anything (or time out) → nack; Reject →
+        dead-letter; aborted → cancelled; cancelled → release, re-raise."""
         lane = run.lane
         handler = lane.handler.handler
         error: str | None = None
+        dead = False
+        value: object = None
         try:
-            if lane.is_async:
-                with trio.CancelScope(deadline=run.timeout_at) as scope:
-                    await handler(run.job)
-                if scope.cancelled_caught:
-                    self.stats.timed_out += 1
-                    error = f"timed out after {run.timeout:g} s"
-            else:
-                await trio.to_thread.run_sync(handler, run.job, abandon_on_cancel=True)
+            with trio.CancelScope(deadline=run.timeout_at if lane.is_async else math.inf) as scope:
+                run.scope = scope
+                if run.aborted:
+                    scope.cancel()
+                with job_context(run.job):
+                    if lane.is_async:
+                        value = await handler(run.job)
+                    else:  # a thread cannot be cancelled: an abort abandons it
+                        value = await trio.to_thread.run_sync(
+                            handler, run.job, abandon_on_cancel=True
+                        )
+            if run.aborted:
+                self.stats.aborted += 1
+                await self._finish_abort(run.job)
+                return
+            if scope.cancelled_caught:
+                self.stats.timed_out += 1
+                error = f"timed out after {run.timeout:g} s"
         except BaseException as exc:
             cancelled = _cancelled_part(exc)
             if cancelled is not None:  # the worker is shutting down (or cancelled)
@@ -342,16 +386,24 @@ class Worker:
                 self._finisher_wake.set()
                 self._finished(run)
                 raise cancelled from None
-            error = _error_text(exc)
+            if isinstance(exc, Reject):
+                self.stats.rejected += 1
+                error, dead = f"rejected: {exc}", True
+            else:
+                error = _error_text(exc)
+        finally:
+            run.scope = None
         try:
             if error is None:
                 self.stats.succeeded += 1
                 self._to_ack[_key(run.job)] = run.job
+                if self._keep_results and value is not None:
+                    self._results[_key(run.job)] = _storable(value, run.job)
                 self._finisher_wake.set()
             else:
                 self.stats.failed += 1
                 lease = run.job.lease
-                await self._nack(run.job, error)
+                await self._nack(run.job, error, dead=dead)
                 if run.job.lease != lease:  # claimed again while the nack ran
                     self._to_release[_key(run.job)] = run.job
                     self._finisher_wake.set()
@@ -367,12 +419,36 @@ class Worker:
         if not self._running and self.stopping:
             self._drained.set()
 
-    async def _nack(self, job: Job, error: str) -> None:
+    async def _nack(self, job: Job, error: str, *, dead: bool = False) -> None:
         try:
             with trio.CancelScope(shield=True):  # a failed attempt is recorded even at shutdown
-                await self.broker.nack(job, error)
+                await self.broker.nack(job, error, dead=dead)
         except RelayError as exc:  # the job stays in flight; the reaper returns it
             log.warning("nack of job %s failed: %s", job.id, exc)
+
+    async def _finish_abort(self, job: Job) -> None:
+        try:
+            with trio.CancelScope(shield=True):
+                await self.broker.finish_abort(job)
+        except RelayError as exc:  # the job stays in flight; the reaper cancels it
+            log.warning("abort of job %s failed: %s", job.id, exc)
+
+    async def _abort_check(self) -> None:
+        """While jobs run, ask which were aborted (one round trip for every queue)."""
+        while True:
+            await trio.sleep(self.config.abort_check_interval)
+            if not self._running:
+                continue
+            queues = sorted({queue for queue, _ in self._running})
+            try:
+                aborted = await self.broker.aborts(queues)
+            except RelayError as exc:
+                log.warning("abort check failed: %s", exc)
+                continue
+            for (queue, job_id), run in list(self._running.items()):
+                if job_id in aborted.get(queue, ()) and not run.aborted:
+                    log.info("job %s of %r aborted: cancelling its handler", job_id, queue)
+                    run.abort()
 
     # -- acks and releases, heartbeats, maintenance -------------------------------------
 
@@ -399,6 +475,9 @@ class Worker:
         try:
             if releasing:
                 results = await self.broker.release_many(batch)
+            elif self._keep_results:
+                values = [self._results.get(_key(job)) for job in batch]
+                results = await self.broker.ack_many(batch, values)
             else:
                 results = await self.broker.ack_many(batch)
         except RelayError as exc:
@@ -409,6 +488,7 @@ class Worker:
             if pending.get(_key(job)) is not job:
                 continue  # claimed again meanwhile: finish it under its new lease
             del pending[_key(job)]
+            self._results.pop(_key(job), None)
             if releasing:
                 self.stats.released += ok
             elif ok:
@@ -466,6 +546,16 @@ def _cancelled_part(exc: BaseException) -> BaseException | None:
         cancelled, _ = exc.split(trio.Cancelled)
         return cancelled
     return None
+
+
+def _storable(value: object, job: Job) -> object:
+    """``value`` if the ack can store it (bytes, or JSON), else its ``repr``."""
+    try:
+        encode_result(value)
+    except RelayError as exc:
+        log.warning("job %s returned a value that is not JSON: kept as its repr (%s)", job.id, exc)
+        return repr(value)[:4096]
+    return value
 
 
 def _is_async(handler: Handler) -> bool:

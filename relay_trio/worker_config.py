@@ -37,6 +37,8 @@ WORKER_CONFIG_RANGES: dict[str, Range[Any]] = {
     "max_claim": Range(int, 1, MAX_CLAIM),
     "max_ack_batch": Range(int, 1, 10_000),
     "error_retry_delay": Range(float, 0.0, HOUR),
+    "abort_check_interval": Range(float, 0.01, 60.0),
+    "schedule_refresh": Range(float, 0.1, HOUR),
 }
 
 
@@ -71,6 +73,12 @@ class WorkerConfig:
     max_ack_batch: int = 500
     error_retry_delay: float = 1.0
     """Pause before a loop retries after Redis failed."""
+    abort_check_interval: float = 0.5
+    """How often, while jobs run, the worker asks which of them were aborted."""
+    schedules: bool = True
+    """Run the cron scheduler (every worker may: each fire time enqueues once)."""
+    schedule_refresh: float = 5.0
+    """How often the scheduler re-reads the schedules."""
 
     def __post_init__(self) -> None:
         for name, bounds in WORKER_CONFIG_RANGES.items():
@@ -91,4 +99,8 @@ class WorkerStats:
     stale_acks: int = 0
     reclaimed: int = 0
     """Claims that returned a job this worker already held: the new lease was adopted."""
+    aborted: int = 0
+    """Attempts cancelled because their job was aborted (cancel of a running job)."""
+    rejected: int = 0
+    """Jobs a handler rejected (:class:`~relay_trio.Reject`): dead-lettered at once."""
     running: dict[str, int] = field(default_factory=dict)

@@ -214,7 +214,7 @@ async def test_dedup_is_per_queue(broker: Broker) -> None:
 
 
 async def test_dedup_ttl_is_set(broker: Broker, rdb: redis.Redis) -> None:
-    assert broker.dedup_ttl_s == 24 * 3600
+    assert broker.core.dedup_ttl_s == 24 * 3600
     r = await broker.enqueue("dq", "x", idempotency_key="ttl-key")
     key = broker.keys.queue("dq").dedup("ttl-key")
     assert rdb.get(key) == r.id.encode()
@@ -241,10 +241,17 @@ async def test_dedup_key_not_released_on_ack(broker: Broker) -> None:
     first = await broker.enqueue("dq", "x", idempotency_key="done-once")
     (job,) = (await broker.claim("dq")).jobs
     assert await broker.ack(job)
-    with pytest.raises(JobNotFound):
-        await broker.get_job("dq", first.id)
+    assert (await broker.get_job("dq", first.id)).state is JobState.DONE
     again = await broker.enqueue("dq", "x", idempotency_key="done-once")
-    assert again == EnqueueResult(first.id, None, duplicate=True)
+    assert again == EnqueueResult(first.id, JobState.DONE, duplicate=True)
+    forgetful = Broker(broker.io, prefix=broker.keys.prefix, result_ttl_s=0)
+    second = await forgetful.enqueue("dq", "x", idempotency_key="gone-once")
+    (job,) = (await forgetful.claim("dq")).jobs
+    assert await forgetful.ack(job)
+    with pytest.raises(JobNotFound):
+        await broker.get_job("dq", second.id)
+    again = await broker.enqueue("dq", "x", idempotency_key="gone-once")
+    assert again == EnqueueResult(second.id, None, duplicate=True)
     assert (await broker.stats("dq")).ready == 0
 
 
@@ -694,12 +701,15 @@ async def test_get_job_in_every_state(broker: Broker) -> None:
     await broker.nack(to_kill, "fatal")
     assert (await broker.get_job("gj", dead.id)).state is JobState.DEAD
 
-    assert await broker.ack(claimed)
+    assert await broker.ack(claimed, {"sum": 5})
+    done = await broker.get_job("gj", ready.id)
+    assert (done.state, done.result_value, done.lease) == (JobState.DONE, {"sum": 5}, "")
+    assert done.finished_at_ms is not None
     with pytest.raises(JobNotFound) as info:
-        await broker.get_job("gj", ready.id)
+        await broker.get_job("gj", "f" * 32)
     assert isinstance(info.value, RelayError)
     assert isinstance(info.value, LookupError)
-    assert (info.value.queue, info.value.job_id) == ("gj", ready.id)
+    assert (info.value.queue, info.value.job_id) == ("gj", "f" * 32)
     with pytest.raises(JobNotFound):
         await broker.get_job("gj", unknown_id())
     with pytest.raises(JobNotFound):

@@ -464,7 +464,7 @@ async def test_ack_many_of_thousands_in_one_call(broker: Broker, rdb: redis.Redi
     assert await broker.ack_many(jobs) == [True] * 2500
     s = await broker.stats(Q)
     assert (s.inflight, s.processed_total) == (0, 2500)
-    assert not any(rdb.exists(q.job(j.id)) for j in jobs[::97])
+    assert all(rdb.hget(q.job(j.id), "state") == b"done" for j in jobs[::97])
 
 
 async def test_the_same_job_twice_in_one_ack_counts_once(broker: Broker) -> None:
@@ -509,13 +509,16 @@ async def test_concurrent_claimers_each_job_once(broker: Broker, rdb: redis.Redi
     stats = await broker.stats(Q)
     assert stats.processed_total == 4000
     assert (stats.ready, stats.inflight, stats.delayed, stats.dlq) == (0, 0, 0, 0)
-    assert rdb.keys(broker.keys.queue(Q).base + "job:*") == []
+    done = {k.decode() for k in rdb.keys(broker.keys.queue(Q).base + "job:*")}
+    assert done == {broker.keys.queue(Q).job(i) for i in expected}  # kept, with results
+    assert rdb.zcard(broker.keys.queue(Q).done) == 4000
 
 
 # -- ack -----------------------------------------------------------------------
 
 
-async def test_ack(broker: Broker, rdb: redis.Redis) -> None:
+async def test_ack_without_a_result_ttl_deletes_the_job(broker: Broker, rdb: redis.Redis) -> None:
+    broker = Broker(broker.io, prefix=broker.keys.prefix, result_ttl_s=0)
     q = broker.keys.queue(Q)
     result = await broker.enqueue(Q, "x")
     (job,) = (await broker.claim(Q)).jobs
@@ -732,7 +735,7 @@ def _check_spread(delays: list[int], ceiling: int) -> None:
 async def test_backoff_ceiling_and_full_jitter_defaults(
     broker: Broker, rdb: redis.Redis, attempts: int
 ) -> None:
-    assert (broker.backoff_base_ms, broker.backoff_cap_ms) == (1000, 600_000)
+    assert (broker.core.backoff_base_ms, broker.core.backoff_cap_ms) == (1000, 600_000)
     ceiling = min(600_000, 1000 * 2 ** (attempts - 1))
     delays = await _nack_delays(broker, rdb, attempts, 200)
     assert len(delays) == 200
@@ -813,7 +816,7 @@ async def test_extend_after_ack_is_refused(broker: Broker, rdb: redis.Redis) -> 
     assert await broker.extend(job, 10_000) is False
     assert rdb.zscore(q.inflight, job.id) is None
     assert rdb.zcard(q.inflight) == 0
-    assert not rdb.exists(q.job(job.id))
+    assert rdb.hget(q.job(job.id), "state") == b"done"
 
 
 async def test_extend_wrong_lease_and_after_nack(broker: Broker, rdb: redis.Redis) -> None:

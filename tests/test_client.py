@@ -147,13 +147,13 @@ async def test_dlq_list_and_requeue(client: RelayClient) -> None:
         await client.requeue(Q, "0" * 32)  # never existed
 
 
-async def test_get_job_after_ack_is_not_found(client: RelayClient) -> None:
+async def test_get_job_after_ack_shows_the_result(client: RelayClient) -> None:
     job_id = await client.enqueue(Q, "done soon")
     (job,) = (await client.broker.claim(Q, 1)).jobs
     assert (await client.get_job(Q, job_id)).state is JobState.INFLIGHT
-    assert await client.broker.ack(job)
-    with pytest.raises(JobNotFound):
-        await client.get_job(Q, job_id)
+    assert await client.broker.ack(job, [1, 2])
+    done = await client.get_job(Q, job_id)
+    assert (done.state, done.result_value) == (JobState.DONE, [1, 2])
     with pytest.raises(JobNotFound):
         await client.get_job(Q, "f" * 32)
     assert (await client.stats(Q)).processed_total == 1

@@ -10,7 +10,10 @@ import re
 from collections.abc import Callable
 
 import relay_trio
+import relay_trio.aio
+import relay_trio.sync
 from relay_trio import Broker, JobSpec, RedisIO, RelayClient, _errors, open_broker, open_client
+from relay_trio.job import EnqueueOptions
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -29,21 +32,27 @@ def keywords(fn: Callable[..., object]) -> dict[str, tuple[object, object]]:
 
 
 def test_keyword_options_are_typed_and_agree() -> None:
-    """Every option is written out, typed, in each signature that takes it: these
-    must not drift apart (and none takes ``**options``)."""
+    """Every setting is written out, typed, in each signature that takes it, and
+    every enqueue takes its options as ``**options: Unpack[EnqueueOptions]``, one
+    TypedDict whose keys are :meth:`JobSpec.create`'s: none may drift apart."""
     connect, settings = keywords(RedisIO.from_url), keywords(Broker.__init__)
     assert keywords(Broker.from_url) == connect | settings
     assert keywords(open_broker) == keywords(Broker.from_url)
     assert keywords(open_client) == keywords(Broker.from_url)
-    job = keywords(Broker.enqueue)
-    for fn in (Broker.spec, Broker.enqueue_strict, RelayClient.enqueue):
-        assert keywords(fn) == job, fn
-    shared = {k: v for k, v in job.items() if k not in ("idempotency_key", "job_id")}
-    assert keywords(RelayClient.enqueue_many) == shared
-    assert set(job) <= set(keywords(JobSpec.create))
-    public = (Broker.__init__, Broker.from_url, open_broker, open_client, Broker.spec)
-    public += (Broker.enqueue, Broker.enqueue_strict, RelayClient.enqueue, RelayClient.enqueue_many)
-    for fn in public:
+    for client in (relay_trio.sync.Client, relay_trio.aio.Client):
+        own = keywords(client.__init__)
+        assert set(own) <= set(connect) | set(settings), client
+        assert all(own[k] == (connect | settings)[k] for k in own), client
+    options = set(EnqueueOptions.__optional_keys__)
+    assert options <= set(keywords(JobSpec.create))
+    takers = (Broker.spec, Broker.enqueue, Broker.enqueue_strict, RelayClient.enqueue)
+    takers += (RelayClient.enqueue_many, relay_trio.sync.Client.enqueue)
+    takers += (relay_trio.sync.Client.enqueue_many, relay_trio.aio.Client.enqueue)
+    takers += (relay_trio.aio.Client.enqueue_many,)
+    for fn in takers:
+        (var,) = [p for p in inspect.signature(fn).parameters.values() if p.kind is p.VAR_KEYWORD]
+        assert var.annotation == "Unpack[EnqueueOptions]", fn
+    for fn in (Broker.__init__, Broker.from_url, open_broker, open_client):
         kinds = {p.kind for p in inspect.signature(fn).parameters.values()}
         assert inspect.Parameter.VAR_KEYWORD not in kinds, fn
 

@@ -366,6 +366,9 @@ def test_job_to_dict() -> None:
         "idempotency_key": "order-1",
         "last_error": "boom",
         "timeout_ms": None,
+        "result": None,
+        "result_type": None,
+        "finished_at": None,
     }
     created = d["created_at"]
     assert isinstance(created, str)
@@ -383,7 +386,9 @@ def test_job_to_dict_whole_second_is_utc_z() -> None:
 
 
 def test_job_state_values() -> None:
-    assert {s.value for s in JobState} == {"pending", "ready", "inflight", "delayed", "dead"}
+    states = {"pending", "ready", "inflight", "delayed", "dead", "done", "cancelled"}
+    assert {s.value for s in JobState} == states
+    assert {s for s in JobState if s.finished} == {JobState.DONE, JobState.DEAD, JobState.CANCELLED}
     assert JobState("ready") is JobState.READY
 
 

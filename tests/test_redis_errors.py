@@ -18,12 +18,13 @@ import redis
 import trio
 from support.fake_redis import PASSWORD, REFUSED_URL, FakeServer, frozen
 
-from relay_trio import Broker, InvalidInput, RedisCommandError, RedisUnavailable, RelayError
+from relay_trio import Broker, InvalidInput, RedisCommandError, RedisUnavailable, RelayError, calls
 from relay_trio._errors import RedisOutcomeUnknown
 from relay_trio._redact import redact_text, redact_url
 from relay_trio.broker import open_broker
 from relay_trio.embedded import EmbeddedRedis
-from relay_trio.redis_io import RedisIO, relay_error
+from relay_trio.redis_io import RedisIO
+from relay_trio.redis_sync import relay_error
 from relay_trio.server import ServerConfig, create_app
 
 
@@ -319,12 +320,11 @@ async def test_an_error_reply_is_a_redis_command_error(broker: Broker, prefix: s
     with pytest.raises(RedisCommandError, match="WRONGTYPE") as caught:
         await broker.io.run(lambda c: c.lpush(key, "y"))
     assert_clean(caught.value)
+    pushes = (calls.Command(("LPUSH", key, "y")), calls.Command(("LPUSH", key, "z")))
     with pytest.raises(RedisCommandError, match="WRONGTYPE"):
-        await broker.io.batch(lambda batch: batch.command("LPUSH", key, "y"))
-    results = await broker.io.batch(
-        lambda batch: batch.command("LPUSH", key, "y"), raise_on_error=False
-    )
-    assert isinstance(results[0], RedisCommandError)
+        await broker.io.execute(calls.Call(pushes))
+    results = await broker.io.execute(calls.Call(pushes, inline_errors=True))
+    assert all(isinstance(r, RedisCommandError) for r in results)
 
 
 @pytest.mark.parametrize(

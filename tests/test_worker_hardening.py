@@ -34,13 +34,15 @@ with a grace period of 1 s unless told."""
 
 
 async def ends_in(broker: Broker, job_id: str, state: JobState | None) -> Job | None:
-    """Wait until the job is in ``state`` (None: acked, gone); return it."""
+    """Wait until the job is in ``state`` (None: acked — done, or gone); return it."""
 
     async def check() -> Any:
         try:
             job = await broker.get_job(Q, job_id)
         except JobNotFound:
             return state is None
+        if state is None:
+            return job.state is JobState.DONE
         return job if job.state is state else None
 
     result = await eventually(check)

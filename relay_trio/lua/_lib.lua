@@ -79,3 +79,28 @@ local function trim_dlq(base, dlq, trimmed_key, max_len, cutoff_ms)
   if trimmed > 0 then redis.call('INCRBY', trimmed_key, trimmed) end
   return trimmed
 end
+
+-- Wake whoever waits for job id's end (watch.lua counted them in the hash's
+-- 'waiters'): one token each in the job's end-notification list, kept 70 s.
+local function notify_end(base, id, waiters)
+  local n = tonumber(waiters) or 0
+  if n > 0 then
+    local key = base .. 'ended:' .. id
+    local ones = {}
+    for i = 1, math.min(n, 1000) do ones[i] = '1' end
+    redis.call('LPUSH', key, unpack(ones))
+    redis.call('PEXPIRE', key, 70000)
+  end
+end
+
+-- Job id ends 'cancelled' (it is in no set any more): kept keep_ms, listed in
+-- the cancelled zset (score: when it expires), its waiters woken.
+local function end_cancelled(base, id, cancelled, keep_ms, now, waiters)
+  local jk = base .. 'job:' .. id
+  redis.call('HSET', jk, 'state', 'cancelled', 'lease', '', 'finished_at', now)
+  redis.call('HDEL', jk, 'deadline', 'cancel_requested', 'waiters', 'reaped_lease')
+  redis.call('PEXPIRE', jk, keep_ms)
+  redis.call('ZADD', cancelled, now + keep_ms, id)
+  redis.call('ZREMRANGEBYSCORE', cancelled, '-inf', now)
+  notify_end(base, id, waiters)
+end

@@ -1,28 +1,36 @@
 -- ack: finish jobs that are still in flight under the given lease.
 -- KEYS[1] inflight zset   KEYS[2] processed counter   KEYS[3] ready zset
--- ARGV[1] queue key base   ARGV[2..] pairs: id, lease
--- Returns one entry per pair: 1 = acked (hash deleted, processed+1),
---   0 = stale (the lease no longer matches: re-claimed or finished; or the
---   pair came earlier in this call).
+-- KEYS[4] done zset (score: when the kept job expires)
+-- ARGV[1] queue key base   ARGV[2] result TTL (ms; 0 = delete the job at once)
+-- ARGV[3..] with TTL 0 pairs: id, lease; else triples: id, lease, result
+--   (the result is 'j' .. JSON text or 'b' .. bytes)
+-- Returns one entry per pair: 1 = acked (processed+1; the hash deleted, or kept
+--   as 'done' with its result for the TTL), 0 = stale (the lease no longer
+--   matches: re-claimed or finished; or the id came earlier in this call).
 -- A job that a reaper gave back to ready under this lease and that nobody has
 -- claimed since (its reaped_lease is this lease) is acked too: the attempt
 -- did finish, and nobody else runs the job. Once claimed again it is stale.
--- The ZREM and DEL go in chunks at the end, after every read and check.
+-- Waiters for the job's end (watch.lua) are woken. The writes go at the end,
+-- after every read and check.
 expect(KEYS[1], 'zset')
 expect_counter(KEYS[2])
 expect(KEYS[3], 'zset')
-local base = ARGV[1]
-local out, flying, waiting, hashes, done = {}, {}, {}, {}, {}
-for i = 2, #ARGV, 2 do
+expect(KEYS[4], 'zset')
+local base, ttl = ARGV[1], tonumber(ARGV[2])
+local stride = 2
+if ttl > 0 then stride = 3 end
+local out, flying, waiting, hashes, done, kept = {}, {}, {}, {}, {}, {}
+for i = 3, #ARGV, stride do
   local id, lease = ARGV[i], ARGV[i + 1]
   local jk = base .. 'job:' .. id
-  local cur = redis.call('HMGET', jk, 'state', 'lease', 'reaped_lease')
+  local cur = redis.call('HMGET', jk, 'state', 'lease', 'reaped_lease', 'waiters')
   local live = cur[1] == 'inflight' and cur[2] == lease
   local reaped = cur[1] == 'ready' and cur[3] == lease
   if (live or reaped) and not done[id] then
     done[id] = true
     if live then flying[#flying + 1] = id else waiting[#waiting + 1] = id end
     hashes[#hashes + 1] = jk
+    kept[#kept + 1] = {id, jk, ARGV[i + 2], cur[4]}
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
@@ -31,7 +39,23 @@ end
 if #hashes > 0 then
   in_chunks(flying, function(...) redis.call('ZREM', KEYS[1], ...) end)
   in_chunks(waiting, function(...) redis.call('ZREM', KEYS[3], ...) end)
-  in_chunks(hashes, function(...) redis.call('DEL', ...) end)
+  if ttl > 0 then
+    local now = now_ms()
+    for _, k in ipairs(kept) do
+      local r = k[3]
+      local kind = 'json'
+      if string.sub(r, 1, 1) == 'b' then kind = 'bytes' end
+      redis.call('HSET', k[2], 'state', 'done', 'lease', '', 'finished_at', now,
+        'result', string.sub(r, 2), 'result_type', kind)
+      redis.call('HDEL', k[2], 'deadline', 'reaped_lease', 'waiters', 'cancel_requested')
+      redis.call('PEXPIRE', k[2], ttl)
+      redis.call('ZADD', KEYS[4], now + ttl, k[1])
+    end
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  else
+    in_chunks(hashes, function(...) redis.call('DEL', ...) end)
+  end
+  for _, k in ipairs(kept) do notify_end(base, k[1], k[4]) end
   redis.call('INCRBY', KEYS[2], #hashes)
 end
 return out

@@ -6,7 +6,8 @@
 -- ARGV[8] "1" to dead-letter at once whatever the attempts
 -- ARGV[9] DLQ cap (jobs)   ARGV[10] DLQ TTL (ms)
 -- Backoff: ceiling = min(cap, base * 2^(attempts-1)); delay = floor(jitter * ceiling).
--- Dead-lettering trims the DLQ to its cap and TTL, oldest first.
+-- Dead-lettering trims the DLQ to its cap and TTL, oldest first, and wakes the
+-- job's waiters (watch.lua).
 -- Returns {code, delay_ms, trimmed}: 1 = retry (delayed), 2 = dead-lettered,
 --   0 = stale lease (nothing changed).
 expect(KEYS[1], 'zset')
@@ -16,7 +17,7 @@ expect_counter(KEYS[4])
 expect_counter(KEYS[5])
 local base, id, lease, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local jk = base .. 'job:' .. id
-local cur = redis.call('HMGET', jk, 'state', 'lease', 'attempts', 'max_retries')
+local cur = redis.call('HMGET', jk, 'state', 'lease', 'attempts', 'max_retries', 'waiters')
 if cur[1] ~= 'inflight' or cur[2] ~= lease then return {0, 0, 0} end
 local now = now_ms()
 local attempts, maxr = tonumber(cur[3]) or 0, tonumber(cur[4]) or 0
@@ -26,6 +27,7 @@ if attempts >= maxr or ARGV[8] == '1' then
   redis.call('HDEL', jk, 'deadline')
   redis.call('RPUSH', KEYS[3], id)
   redis.call('INCR', KEYS[4])
+  notify_end(base, id, cur[5])
   local trimmed = trim_dlq(base, KEYS[3], KEYS[5], tonumber(ARGV[9]), now - tonumber(ARGV[10]))
   return {2, 0, trimmed}
 end

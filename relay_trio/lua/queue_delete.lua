@@ -1,6 +1,8 @@
 -- queue_delete: delete a queue's jobs and keys, at most ARGV[3] jobs per call.
 -- KEYS[1] ready zset   KEYS[2] inflight zset   KEYS[3] delayed zset   KEYS[4] dlq list
--- KEYS[5..] the queue's other keys (counters, flags, rate limit, hints), deleted last
+-- KEYS[5] done zset    KEYS[6] cancelled zset (jobs kept after they ended: they do
+--   not make a queue 'hold jobs', and go with it)
+-- KEYS[7..] the queue's other keys (counters, flags, rate limit, hints), deleted last
 -- ARGV[1] queue key base   ARGV[2] "1" = force (delete jobs too)   ARGV[3] jobs per call
 -- Returns {code, n}: code 0 = refused, the queue holds n jobs and force is off
 --   (nothing deleted); 1 = done, n jobs deleted in this call (every key is gone);
@@ -9,7 +11,7 @@
 -- keys expire on their own. A container of a foreign type holds no jobs of
 -- ours: it is deleted with the rest. Every job is read before the first write.
 local base, force, limit = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3])
-local kinds = {'zset', 'zset', 'zset', 'list'}
+local kinds = {'zset', 'zset', 'zset', 'list', 'zset', 'zset'}
 local held = 0
 for k = 1, 4 do
   if key_type(KEYS[k]) == kinds[k] then
@@ -19,7 +21,7 @@ for k = 1, 4 do
 end
 if held > 0 and not force then return {0, held} end
 local batch, total = {}, 0
-for k = 1, 4 do
+for k = 1, 6 do
   if total < limit and key_type(KEYS[k]) == kinds[k] then
     local ids
     if kinds[k] == 'zset' then ids = redis.call('ZRANGE', KEYS[k], 0, limit - total - 1)
@@ -29,7 +31,7 @@ for k = 1, 4 do
   end
 end
 local dedup = {}
-for k = 1, 4 do
+for k = 1, 6 do
   for _, id in ipairs(batch[k] or {}) do
     local ikey = redis.pcall('HGET', base .. 'job:' .. id, 'idempotency_key')
     if type(ikey) == 'string' and ikey ~= '' then
@@ -39,7 +41,7 @@ for k = 1, 4 do
   end
 end
 -- writes from here on
-for k = 1, 4 do
+for k = 1, 6 do
   local ids = batch[k]
   if ids and #ids > 0 then
     if kinds[k] == 'zset' then
@@ -51,6 +53,13 @@ for k = 1, 4 do
   end
 end
 in_chunks(dedup, function(...) redis.call('DEL', ...) end)
-if held > total then return {2, total} end
+local left = 0
+for k = 1, 6 do
+  if key_type(KEYS[k]) == kinds[k] then
+    if kinds[k] == 'zset' then left = left + redis.call('ZCARD', KEYS[k])
+    else left = left + redis.call('LLEN', KEYS[k]) end
+  end
+end
+if left > 0 then return {2, total} end
 in_chunks(KEYS, function(...) redis.call('DEL', ...) end)
 return {1, total}

@@ -6,34 +6,45 @@
 -- even when nothing new dies.
 -- KEYS[1] inflight zset   KEYS[2] ready zset   KEYS[3] dlq list   KEYS[4] dead counter
 -- KEYS[5] wake list       KEYS[6] dlq-trimmed counter
+-- KEYS[7] aborting zset    KEYS[8] cancelled zset
 -- ARGV[1] queue key base   ARGV[2] at most this many jobs per call
--- ARGV[3] DLQ cap (jobs)   ARGV[4] DLQ TTL (ms)
--- Returns {requeued, dead_lettered, dlq_trimmed}. Every job is read before the first write.
+-- ARGV[3] DLQ cap (jobs)   ARGV[4] DLQ TTL (ms)   ARGV[5] how long a cancelled job is kept (ms)
+-- A job whose abort was requested (cancel.lua) ends 'cancelled' instead: the
+-- worker that was to abort it is gone. Jobs that end wake their waiters.
+-- Returns {requeued, dead_lettered, dlq_trimmed, cancelled}. Every job is read before the first write.
 expect(KEYS[1], 'zset')
 expect(KEYS[2], 'zset')
 expect(KEYS[3], 'list')
 expect_counter(KEYS[4])
 expect(KEYS[5], 'list')
 expect_counter(KEYS[6])
+expect(KEYS[7], 'zset')
+expect(KEYS[8], 'zset')
 local base = ARGV[1]
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local jobs = {}
 for i, id in ipairs(ids) do
   jobs[i] = redis.call('HMGET', base .. 'job:' .. id, 'attempts', 'max_retries', 'priority', 'seq',
-    'lease')
+    'lease', 'cancel_requested', 'waiters')
 end
-local requeued, dead = 0, 0
+local requeued, dead, cancelled = 0, 0, 0
 in_chunks(ids, function(...) redis.call('ZREM', KEYS[1], ...) end)
 for i, id in ipairs(ids) do
   local jk, j = base .. 'job:' .. id, jobs[i]
   if j[1] then
     local attempts = tonumber(j[1]) or 0
     local err = 'visibility timeout expired on attempt ' .. attempts
-    if attempts >= (tonumber(j[2]) or 0) then
+    if j[6] == '1' then
+      redis.call('ZREM', KEYS[7], id)
+      redis.call('HSET', jk, 'last_error', 'aborted: ' .. err)
+      end_cancelled(base, id, KEYS[8], tonumber(ARGV[5]), now, j[7])
+      cancelled = cancelled + 1
+    elseif attempts >= (tonumber(j[2]) or 0) then
       redis.call('HSET', jk, 'state', 'dead', 'lease', '', 'last_error', err, 'dead_at', now)
       redis.call('HDEL', jk, 'deadline')
       redis.call('RPUSH', KEYS[3], id)
+      notify_end(base, id, j[7])
       dead = dead + 1
     else
       redis.call('HSET', jk, 'state', 'ready', 'lease', '', 'last_error', err,
@@ -47,4 +58,4 @@ end
 if dead > 0 then redis.call('INCRBY', KEYS[4], dead) end
 hint(KEYS[5], requeued)
 local trimmed = trim_dlq(base, KEYS[3], KEYS[6], tonumber(ARGV[3]), now - tonumber(ARGV[4]))
-return {requeued, dead, trimmed}
+return {requeued, dead, trimmed, cancelled}
