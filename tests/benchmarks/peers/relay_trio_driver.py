@@ -4,13 +4,20 @@ Worker: one :class:`relay_trio.Worker` in this process, one
 ``QueueHandler(concurrency=C)`` and ``WorkerConfig(max_claim=C)`` (claims up to
 C jobs per round trip, acks in batches); the job is done when its ack
 returned (``worker.stats.acked``). The payload is t0 as text. Modes: see _common.py.
+
+``RELAY_BENCH_RESULT_TTL`` (seconds) sets the work mode's broker ``result_ttl_s``
+(unset: the broker's default; older versions of relay-trio, which keep no
+results, are run without it); ``RELAY_BENCH_RESULT=small`` makes the handler
+return a small dict instead of None (bench_results.py uses both).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from typing import Any
 
 import trio
 from _common import QUEUE, Clock, Tally, emit, emit_result, emit_versions, parse_args, ready
@@ -34,10 +41,16 @@ async def enqueue(args: argparse.Namespace) -> None:
 async def work(args: argparse.Namespace) -> None:
     tally, clock = Tally(), Clock()
 
-    async def noop(job: Job) -> None:
-        tally.record(float(job.payload))
+    small = os.environ.get("RELAY_BENCH_RESULT") == "small"
 
-    async with open_broker(args.url) as broker:
+    async def noop(job: Job) -> object:
+        tally.record(float(job.payload))
+        return {"ok": True, "n": tally.handled} if small else None
+
+    options: dict[str, Any] = {}
+    if "RELAY_BENCH_RESULT_TTL" in os.environ:
+        options["result_ttl_s"] = int(os.environ["RELAY_BENCH_RESULT_TTL"])
+    async with open_broker(args.url, **options) as broker:
         worker = Worker(
             broker,
             [QueueHandler(QUEUE, noop, concurrency=args.concurrency)],
