@@ -15,10 +15,8 @@ process that produces through :mod:`relay_trio.sync` or :mod:`relay_trio.aio`
 never imports Trio.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 from ._errors import (
     ConfigError,
@@ -44,7 +42,7 @@ from .results import Claim, EnqueueResult, NackResult, QueueStats, RateLimit, Re
 from .schedules import Schedule
 from .tasks import TaskRegistry
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .broker import Broker, open_broker
     from .client import RelayClient, open_client
     from .redis_io import RedisIO
@@ -62,12 +60,12 @@ _TRIO_PARTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """The Trio parts, imported when first used."""
     module = _TRIO_PARTS.get(name)
     if module is None:
         raise AttributeError(f"module 'relay_trio' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 

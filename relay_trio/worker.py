@@ -67,19 +67,15 @@ the background, or dies with the process); its job was released.
 
 from __future__ import annotations
 
-import collections
-import inspect
 import itertools
 import logging
 import math
-import traceback
 from collections.abc import Sequence
 
 import trio
 
 from ._errors import ConfigError, Reject, RelayError
 from .broker import SWEEP_LIMIT, Broker
-from .broker_jobs import encode_result
 from .context import job_context
 from .job import Job
 from .scheduler import run_scheduler
@@ -91,79 +87,12 @@ from .worker_config import (
     WorkerConfig,
     WorkerStats,
 )
+from .worker_parts import Lane, Run, cancelled_part, error_text, key, storable
 
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_RECHECK = 1.0
 """Longest sleep of a rate-limited claim loop before it asks again."""
-
-
-class _Run:
-    """One job this worker runs: its current claim (``job``, whose lease a later
-    claim of the same job replaces), its lane and its timeout."""
-
-    __slots__ = ("aborted", "job", "lane", "scope", "timeout", "timeout_at")
-
-    def __init__(self, job: Job, lane: _Lane) -> None:
-        self.job = job
-        self.lane = lane
-        self.timeout = job.timeout_ms / 1000 if job.timeout_ms else lane.handler.timeout
-        self.timeout_at = math.inf
-        self.scope: trio.CancelScope | None = None
-        self.aborted = False
-
-    def abort(self) -> None:
-        """The job was cancelled while it ran: stop its handler."""
-        self.aborted = True
-        if self.scope is not None:
-            self.scope.cancel()
-
-    def start(self) -> None:
-        """The attempt's clock starts (when a runner takes the job)."""
-        if self.timeout is not None:
-            self.timeout_at = trio.current_time() + self.timeout
-
-
-class _Lane:
-    """One queue's runtime: its free slots, and its claimed jobs not yet started.
-
-    Runners are long-lived tasks that each run one job after another, taking
-    the next from ``pending`` as soon as they finish one. ``spares`` counts the
-    runners woken (or started) that have not yet looked at ``pending``: while
-    jobs wait there, one is always kept, so a job waits only for a scheduler
-    round, never for another job's handler. There are never more runners than
-    ``concurrency``.
-
-    Why not a plainer pool. Two were measured against this one with the worker
-    benchmark's relay-trio driver (``tests/benchmarks/peers/relay_trio_driver.py``:
-    20 000 no-op jobs, one worker, C = 200, ``max_claim`` = C), seven runs each,
-    interleaved on one 2-core machine, medians:
-
-    * this lane (``pending``, spares woken by ``reschedule``): 36,553 jobs/s,
-      17 µs of worker CPU per job;
-    * a task per job, started as it is claimed (the slots bound them): 29,579
-      jobs/s (81 %), 25 µs;
-    * C runners reading one memory channel, started on demand: 26,395 jobs/s
-      (72 %), 25 µs.
-
-    A second run, after the rest of issue 10 part 3, gave 35,918, 26,368 (73 %) and
-    27,627 (77 %) jobs/s.
-
-    Both plain designs wake one task per job (a channel hands each job to a
-    waiting receiver; a new task is one more); this lane wakes one spare per
-    claim, and a runner whose handler did not block takes the next job without
-    a task switch. They lost a fifth to a quarter of the throughput, more than
-    the 10 % the issue allowed, so the lane stays.
-    """
-
-    def __init__(self, handler: QueueHandler, nursery: trio.Nursery) -> None:
-        self.handler = handler
-        self.is_async = _is_async(handler.handler)
-        self.slots = trio.Semaphore(handler.concurrency)
-        self.pending: collections.deque[Job] = collections.deque()
-        self.idle: set[trio.lowlevel.Task] = set()
-        self.spares = 0
-        self.nursery = nursery
 
 
 class Worker:
@@ -183,7 +112,7 @@ class Worker:
         self.handlers = list(handlers)
         self.config = config or WorkerConfig()
         self.stats = WorkerStats(running={h.queue: 0 for h in handlers})
-        self._running: dict[tuple[str, str], _Run] = {}  # by (queue, id): see _key
+        self._running: dict[tuple[str, str], Run] = {}  # by (queue, id): see key()
         # finished (to ack) or given back (to release), not yet confirmed by Redis;
         # a later claim of the same job replaces the entry with its new lease
         self._to_ack: dict[tuple[str, str], Job] = {}
@@ -222,7 +151,7 @@ class Worker:
                     )
                     service.start_soon(self._maintain, h.queue, "reap", self.config.reap_interval)
                 async with trio.open_nursery() as jobs:
-                    lanes = [_Lane(h, jobs) for h in self.handlers]
+                    lanes = [Lane(h, jobs) for h in self.handlers]
                     async with trio.open_nursery() as claimers:
                         for lane in lanes:
                             claimers.start_soon(self._claim_loop, lane)
@@ -247,7 +176,7 @@ class Worker:
 
     # -- claiming and running ------------------------------------------------------
 
-    async def _claim_loop(self, lane: _Lane) -> None:
+    async def _claim_loop(self, lane: Lane) -> None:
         h, slots = lane.handler, lane.slots
         while True:
             await slots.acquire()
@@ -278,7 +207,7 @@ class Worker:
                 if self._adopt(job):
                     slots.release()
                     continue
-                self._running[_key(job)] = _Run(job, lane)
+                self._running[key(job)] = Run(job, lane)
                 self.stats.running[h.queue] += 1
                 lane.pending.append(job)
             if lane.pending and not lane.spares:
@@ -294,14 +223,14 @@ class Worker:
         """A claim returned a job this worker still holds (its lease ran out during
         a stall and a reaper gave it back): keep the one attempt under the new
         lease instead of running the job twice. True if adopted."""
-        key = _key(job)
-        run = self._running.get(key)
+        who = key(job)
+        run = self._running.get(who)
         if run is not None:
             run.job = job
-        elif key in self._to_ack:
-            self._to_ack[key] = job
-        elif key in self._to_release:
-            self._to_release[key] = job
+        elif who in self._to_ack:
+            self._to_ack[who] = job
+        elif who in self._to_release:
+            self._to_release[who] = job
         else:
             return False
         self.stats.reclaimed += 1
@@ -315,7 +244,7 @@ class Worker:
             log.warning("waiting for work on %r failed: %s", queue, exc)
             await trio.sleep(self.config.error_retry_delay)
 
-    def _wake_runner(self, lane: _Lane) -> None:
+    def _wake_runner(self, lane: Lane) -> None:
         """Make one more spare: wake an idle runner, or start one."""
         lane.spares += 1
         if lane.idle:
@@ -323,7 +252,7 @@ class Worker:
         else:
             lane.nursery.start_soon(self._runner, lane)
 
-    async def _runner(self, lane: _Lane) -> None:
+    async def _runner(self, lane: Lane) -> None:
         """Run pending jobs one after another; sleep while there are none.
 
         Before it starts a job, a runner makes sure that a spare is awake if more
@@ -344,13 +273,13 @@ class Worker:
                 job = pending.popleft()
                 if pending and not lane.spares:
                     self._wake_runner(lane)
-                run = self._running[_key(job)]
+                run = self._running[key(job)]
                 run.start()
                 await self._run(run)
             lane.idle.add(me)
             await trio.lowlevel.wait_task_rescheduled(abort)
 
-    async def _run(self, run: _Run) -> None:
+    async def _run(self, run: Run) -> None:
         """One attempt. Every outcome but cancellation is handled here: return →
         ack (with the result); raise anything (or time out) → nack; Reject →
         dead-letter; aborted → cancelled; cancelled → release, re-raise."""
@@ -379,10 +308,10 @@ class Worker:
                 self.stats.timed_out += 1
                 error = f"timed out after {run.timeout:g} s"
         except BaseException as exc:
-            cancelled = _cancelled_part(exc)
+            cancelled = cancelled_part(exc)
             if cancelled is not None:  # the worker is shutting down (or cancelled)
                 self.stats.cancelled += 1
-                self._to_release[_key(run.job)] = run.job
+                self._to_release[key(run.job)] = run.job
                 self._finisher_wake.set()
                 self._finished(run)
                 raise cancelled from None
@@ -390,30 +319,30 @@ class Worker:
                 self.stats.rejected += 1
                 error, dead = f"rejected: {exc}", True
             else:
-                error = _error_text(exc)
+                error = error_text(exc)
         finally:
             run.scope = None
         try:
             if error is None:
                 self.stats.succeeded += 1
-                self._to_ack[_key(run.job)] = run.job
+                self._to_ack[key(run.job)] = run.job
                 if self._keep_results and value is not None:
-                    self._results[_key(run.job)] = _storable(value, run.job)
+                    self._results[key(run.job)] = storable(value, run.job)
                 self._finisher_wake.set()
             else:
                 self.stats.failed += 1
                 lease = run.job.lease
                 await self._nack(run.job, error, dead=dead)
                 if run.job.lease != lease:  # claimed again while the nack ran
-                    self._to_release[_key(run.job)] = run.job
+                    self._to_release[key(run.job)] = run.job
                     self._finisher_wake.set()
         finally:
             self._finished(run)
 
-    def _finished(self, run: _Run) -> None:
-        if self._running.get(_key(run.job)) is not run:
+    def _finished(self, run: Run) -> None:
+        if self._running.get(key(run.job)) is not run:
             return
-        del self._running[_key(run.job)]
+        del self._running[key(run.job)]
         self.stats.running[run.lane.handler.queue] -= 1
         run.lane.slots.release()
         if not self._running and self.stopping:
@@ -476,7 +405,7 @@ class Worker:
             if releasing:
                 results = await self.broker.release_many(batch)
             elif self._keep_results:
-                values = [self._results.get(_key(job)) for job in batch]
+                values = [self._results.get(key(job)) for job in batch]
                 results = await self.broker.ack_many(batch, values)
             else:
                 results = await self.broker.ack_many(batch)
@@ -485,10 +414,10 @@ class Worker:
             log.warning("%s of %d jobs failed (will retry): %s", what, len(batch), exc)
             return False
         for job, ok in zip(batch, results, strict=True):
-            if pending.get(_key(job)) is not job:
+            if pending.get(key(job)) is not job:
                 continue  # claimed again meanwhile: finish it under its new lease
-            del pending[_key(job)]
-            self._results.pop(_key(job), None)
+            del pending[key(job)]
+            self._results.pop(key(job), None)
             if releasing:
                 self.stats.released += ok
             elif ok:
@@ -530,45 +459,6 @@ class Worker:
             except Exception as exc:  # RelayError, or anything a foreign key causes
                 log.warning("%s pass on %r failed: %s", what, queue, exc)
             await trio.sleep(interval)
-
-
-def _key(job: Job) -> tuple[str, str]:
-    """Who a job is, whatever its lease: ids are unique per queue only."""
-    return job.queue, job.id
-
-
-def _cancelled_part(exc: BaseException) -> BaseException | None:
-    """The cancellation in ``exc`` (a Cancelled, or the Cancelled part of a group),
-    or None if ``exc`` holds none: then it is the handler's own error."""
-    if isinstance(exc, trio.Cancelled):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        cancelled, _ = exc.split(trio.Cancelled)
-        return cancelled
-    return None
-
-
-def _storable(value: object, job: Job) -> object:
-    """``value`` if the ack can store it (bytes, or JSON), else its ``repr``."""
-    try:
-        encode_result(value)
-    except RelayError as exc:
-        log.warning("job %s returned a value that is not JSON: kept as its repr (%s)", job.id, exc)
-        return repr(value)[:4096]
-    return value
-
-
-def _is_async(handler: Handler) -> bool:
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None)  # noqa: B004
-    )
-
-
-def _error_text(exc: BaseException) -> str:
-    """``Type: message``, then the innermost frames of the traceback."""
-    head = "".join(traceback.format_exception_only(exc)).strip()
-    frames = "".join(traceback.format_tb(exc.__traceback__, limit=-3)).rstrip()
-    return f"{head}\n{frames}" if frames else head
 
 
 __all__ = [
