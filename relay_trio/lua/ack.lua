@@ -23,14 +23,15 @@ local out, flying, waiting, hashes, done, kept = {}, {}, {}, {}, {}, {}
 for i = 3, #ARGV, stride do
   local id, lease = ARGV[i], ARGV[i + 1]
   local jk = base .. 'job:' .. id
-  local cur = redis.call('HMGET', jk, 'state', 'lease', 'reaped_lease', 'waiters')
+  local cur = redis.call('HMGET', jk, 'state', 'lease', 'reaped_lease', 'waiters',
+    'cancel_requested')
   local live = cur[1] == 'inflight' and cur[2] == lease
   local reaped = cur[1] == 'ready' and cur[3] == lease
   if (live or reaped) and not done[id] then
     done[id] = true
     if live then flying[#flying + 1] = id else waiting[#waiting + 1] = id end
     hashes[#hashes + 1] = jk
-    kept[#kept + 1] = {id, jk, ARGV[i + 2], cur[4]}
+    kept[#kept + 1] = {id, jk, ARGV[i + 2], cur[4], cur[3] or cur[4] or cur[5]}
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
@@ -47,7 +48,11 @@ if #hashes > 0 then
       if string.sub(r, 1, 1) == 'b' then kind = 'bytes' end
       redis.call('HSET', k[2], 'state', 'done', 'lease', '', 'finished_at', now,
         'result', string.sub(r, 2), 'result_type', kind)
-      redis.call('HDEL', k[2], 'deadline', 'reaped_lease', 'waiters', 'cancel_requested')
+      if k[5] then
+        redis.call('HDEL', k[2], 'deadline', 'reaped_lease', 'waiters', 'cancel_requested')
+      else
+        redis.call('HDEL', k[2], 'deadline')
+      end
       redis.call('PEXPIRE', k[2], ttl)
       redis.call('ZADD', KEYS[4], now + ttl, k[1])
     end

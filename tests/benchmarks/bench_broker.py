@@ -8,7 +8,10 @@ median of ``--repeat`` runs:
 
 * bulk enqueue: ``enqueue_many`` in batches of 1 000 and 10 000 jobs;
 * claim+ack one job per call (``claim(n=1)`` then ``ack``): two round trips a job;
-* claim+ack batched: ``claim(n=B)`` then ``ack_many`` for B in 10, 100, 500.
+* claim+ack batched: ``claim(n=B)`` then ``ack_many`` for B in 10, 100, 500;
+* the same at 500 per call with no result kept (``result_ttl_s=0``: the job is
+  deleted at ack, as before issue 11; the other cases keep each done job, with a
+  None result, for the default 24 h).
 
 Jobs are no-ops with a 16-byte payload. ``--write`` replaces the broker
 section of docs/benchmarks.md with the results and the command.
@@ -54,7 +57,11 @@ async def bench_enqueue(broker: Broker, queue: str, jobs: int, batch: int) -> fl
     return jobs / elapsed
 
 
-async def bench_claim_ack(broker: Broker, queue: str, jobs: int, batch: int) -> float:
+async def bench_claim_ack(
+    broker: Broker, queue: str, jobs: int, batch: int, *, keep_results: bool = True
+) -> float:
+    if not keep_results:
+        broker = Broker(broker.io, prefix=broker.keys.prefix, result_ttl_s=0)
     await fill(broker, queue, jobs)
     done = 0
     began = time.perf_counter()
@@ -98,6 +105,10 @@ async def run_all(url: str, jobs: int, repeat: int) -> list[tuple[str, float, li
         ("claim+ack_many, 10 per call", lambda b, q: bench_claim_ack(b, q, jobs, 10)),
         ("claim+ack_many, 100 per call", lambda b, q: bench_claim_ack(b, q, jobs, 100)),
         ("claim+ack_many, 500 per call", lambda b, q: bench_claim_ack(b, q, jobs, 500)),
+        (
+            "claim+ack_many, 500 per call, result_ttl 0",
+            lambda b, q: bench_claim_ack(b, q, jobs, 500, keep_results=False),
+        ),
     ]
     results = []
     for name, run in cases:
