@@ -414,8 +414,10 @@ class JobOps:
         timeout = float(timeout)
         if not 0 <= timeout <= MAX_WAIT_S:
             raise InvalidInput("timeout", f"must be 0 to {MAX_WAIT_S:g} seconds, got {timeout}")
+        if timeout == 0:
+            return (yield from self.get_job(queue, job_id))
         ended = yield from self.watch_job(queue, job_id)
-        if ended is None and timeout > 0:
+        if ended is None:
             key = self.keys.queue(queue).ended(job_id)
             yield Call((Command(("BLPOP", key, max(timeout, 0.01))),), block_s=timeout)
         if ended is None:

@@ -25,6 +25,8 @@ BROKER_EVENTS = (
     "promoted",
     "released",
     "dlq_trimmed",
+    "cancelled",
+    "abort_requested",
 )
 DEPTH_STATES = ("ready", "inflight", "delayed", "dlq")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -84,7 +84,9 @@ class BrokerEvents(Protocol):
     """What the broker reports after each operation (e.g. to Prometheus metrics).
 
     ``event`` is one of enqueued, deduplicated, claimed, processed, retried,
-    dead, reaped, promoted, released, dlq_trimmed. Called on the Trio thread; must not block.
+    dead, reaped, promoted, released, dlq_trimmed, cancelled (a job ended cancelled:
+    cancelled while queued, aborted, or reaped after its abort was requested),
+    abort_requested. Called on the thread of the runtime's caller; must not block.
     """
 
     def count(self, event: str, queue: str, n: int = 1) -> None: ...

@@ -44,6 +44,9 @@ JOB_FIELDS = {
     "idempotency_key",
     "last_error",
     "timeout_ms",
+    "result",
+    "result_type",
+    "finished_at",
 }
 
 
@@ -644,7 +647,7 @@ async def test_openapi_document_describes_every_route(client: Client) -> None:
 
 
 def _openapi_path(rule: str) -> str:
-    return rule.replace("<q>", "{q}").replace("<job_id:job_id>", "{id}")
+    return rule.replace("<q>", "{q}").replace("<job_id:job_id>", "{id}").replace("<name>", "{name}")
 
 
 async def test_cross_origin_mutation_is_refused(client: Client, rdb: Any, prefix: str) -> None:

@@ -114,3 +114,22 @@ async def test_the_server_sets_queue_depths_from_each_snapshot(
         got = samples(server.state.metrics)
         assert got[("relay_queue_depth", (("queue", "deep"), ("state", "ready")))] == 4
         assert got[("relay_queue_depth", (("queue", "deep"), ("state", "delayed")))] == 1
+
+
+async def test_cancels_and_aborts_are_counted(broker: Broker) -> None:
+    metrics = Metrics()
+    b = Broker(broker.io, prefix=broker.keys.prefix, events=metrics)
+    queued = (await b.enqueue("m", "queued")).id
+    running = (await b.enqueue("m", "running")).id
+    gone = (await b.enqueue("m", "worker gone")).id
+    await b.cancel("m", queued)
+    jobs = {j.id: j for j in (await b.claim("m", 2, visibility_ms=1)).jobs}
+    await b.cancel("m", running)
+    await b.cancel("m", gone)
+    assert await b.finish_abort(jobs[running])
+    await trio.sleep(0.05)
+    await b.reap("m")  # the worker of the other one is gone: the reaper cancels it
+    got = samples(metrics)
+    q = (("queue", "m"),)
+    assert got[("relay_jobs_cancelled_total", q)] == 3
+    assert got[("relay_jobs_abort_requested_total", q)] == 2

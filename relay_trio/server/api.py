@@ -9,26 +9,30 @@ request writes nothing to Redis. Every error is ``{"error": "<message>"}``:
        JSON Schema), a missing or unknown field, an unknown or repeated query
        parameter, a body sent to an endpoint that takes none, a value out of
        range, a bad queue name, a query flag that is not ``true``/``false``
-       (or ``1``/``0``)
+       (or ``1``/``0``), a bad schedule name, cron expression or time zone
 403    read-only mode (the app's guard), or a browser's cross-site mutation
        (``Sec-Fetch-Site: cross-site``: this API serves no CORS, so only a
        forged form post sends one)
 404    no such job (or not in the DLQ); also a path job id that is not 32
        lowercase hex characters: it names no resource, and no route matches it;
        no such queue (pause, resume, rate limit, delete: only creating a job
-       registers a queue, and these never do)
+       registers a queue, and these never do); no such schedule
 409    the idempotency key already names a job: ``id`` (and ``state``) of it; a
-       queue to delete without ``force`` still holds ``jobs`` jobs
+       queue to delete without ``force`` still holds ``jobs`` jobs; a job to
+       cancel has already ended (``state``: done, dead or cancelled)
 413    a payload over the broker's limit, a bulk request over
        :data:`~.limits.MAX_BULK_BYTES` in all, or a body over the server's limit
 415    a body that is not ``application/json`` (keeps browsers from posting
        jobs cross-site with a plain form)
+429    ``?wait=`` while the server's waits for jobs are all taken (:mod:`.api_jobs`)
 503    Redis unavailable (the app's handler)
 =====  ======================================================================
 
 The OpenAPI document (``GET /api/openapi.json``, built in :mod:`.openapi`)
-states the same rules as JSON Schema. The queue-admin routes (pause, resume,
-rate limit, delete) live in :mod:`.api_queues`, on this same blueprint.
+states the same rules as JSON Schema. On this same blueprint: one job (read,
+wait for its end, cancel) in :mod:`.api_jobs`, the queue-admin routes (pause,
+resume, rate limit, delete) in :mod:`.api_queues`, schedules in
+:mod:`.api_schedules`.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from .. import job as jobmod
 from .._errors import (
     DuplicateJob,
     InvalidInput,
+    JobFinished,
     JobNotFound,
     QueueNotEmpty,
     QueueNotFound,
@@ -89,8 +94,11 @@ BULK_COUNT_FIELDS = frozenset(
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # Which endpoints read a JSON body, and which query parameters each accepts (default none).
-BODY_ENDPOINTS = frozenset({"api.enqueue", "api.enqueue_bulk", "api.put_rate_limit"})
+BODY_ENDPOINTS = frozenset(
+    {"api.enqueue", "api.enqueue_bulk", "api.put_rate_limit", "api.save_schedule"}
+)
 QUERY_PARAMS: Mapping[str, frozenset[str]] = {
+    "api.get_job": frozenset({"wait"}),
     "api.list_dlq": frozenset({"limit", "offset"}),
     "api.delete_queue": frozenset({"force"}),
 }
@@ -127,6 +135,11 @@ async def _not_found(exc: JobNotFound) -> tuple[Response, int]:
 @api.errorhandler(DuplicateJob)
 async def _duplicate(exc: DuplicateJob) -> tuple[Response, int]:
     return json_error(str(exc), 409, id=exc.existing_id)
+
+
+@api.errorhandler(JobFinished)
+async def _finished(exc: JobFinished) -> tuple[Response, int]:
+    return json_error(str(exc), 409, state=exc.state)
 
 
 @api.errorhandler(QueueNotFound)
@@ -399,11 +412,6 @@ async def queue_stats(q: str) -> ResponseReturnValue:
     return (await _broker().stats(validate_queue_name(q))).to_dict()
 
 
-@api.get(QUEUE + "/jobs/<job_id:job_id>")
-async def get_job(q: str, job_id: str) -> ResponseReturnValue:
-    return (await _broker().get_job(validate_queue_name(q), job_id)).to_dict()
-
-
 # -- dead-letter queue ---------------------------------------------------------------
 
 
@@ -469,5 +477,6 @@ async def openapi_document() -> ResponseReturnValue:
     return build_openapi(max_payload_bytes=config.max_payload_bytes)
 
 
-# The queue-admin routes register on ``api`` too; imported last, as they use the above.
-from . import api_queues  # noqa: E402, F401
+# The routes of one job, of queue admin and of schedules register on ``api`` too;
+# imported last, as they use the above.
+from . import api_jobs, api_queues, api_schedules  # noqa: E402, F401

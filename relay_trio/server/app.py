@@ -28,6 +28,7 @@ from ..broker import Broker
 from ..hub import Hub
 from ..metrics import CONTENT_TYPE, Metrics
 from .api import api
+from .api_jobs import open_job_waits
 from .auth import Access
 from .broadcast import Broadcaster
 from .config import ServerConfig
@@ -151,6 +152,7 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
             max_payload_bytes=config.max_payload_bytes,
             events=state.metrics,
         )
+        open_job_waits(app, broker)  # ?wait= requests hold blocking connections
 
         async def source() -> list[dict[str, Any]]:
             stats = await broker.snapshot()

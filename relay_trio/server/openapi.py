@@ -10,7 +10,9 @@ descriptions: a payload's limit counts UTF-8 bytes (``maxLength`` counts
 characters), and a bulk request carries at most
 :data:`~.limits.MAX_BULK_BYTES` of payload in all. The queue-name pattern also
 leaves out ``.`` and ``..``: the server takes them, but URL clients rewrite such
-a path segment away.
+a path segment away. A schedule's cron expression and time zone have grammars
+(and a tz database) no schema states: each carries a ``format`` of its own,
+``cron`` and ``iana-time-zone`` (annotations; the fuzz test generates them).
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from collections.abc import Iterable, Mapping
 
 from .. import job as jobmod
 from .limits import BURST_MAX, RATE_MAX, RATE_MIN
-from .openapi_schemas import Schema, json_body, obj, parameters, ref, schemas
+from .openapi_schemas import (
+    Schema,
+    json_body,
+    obj,
+    parameters,
+    ref,
+    schedule_payload_bytes,
+    schemas,
+)
 
 ERRORS = {
     400: "Bad input: malformed JSON, a wrong type, a missing or unknown field or query "
@@ -30,6 +40,8 @@ ERRORS = {
     409: "The idempotency key already names a job: `id` is that job.",
     413: "The payload (or the whole body) is over the server's limit.",
     415: "The body is not `application/json`.",
+    429: "As many requests wait for jobs as the server takes at once; try again later "
+    "(Retry-After), or ask without `wait`.",
     503: "Redis is unavailable.",
 }
 READ_ERRORS = (400, 401, 503)
@@ -41,6 +53,7 @@ NO_QUEUE = (
     "creating a job registers a queue; nothing was written.",
 )
 """The 404 of the queue-admin operations (pause, resume, rate limit, delete)."""
+NO_SCHEDULE = ("Error", "No schedule has that name.")
 
 
 def _op(
@@ -140,13 +153,30 @@ def _paths() -> Schema:
         f"{q}/jobs/{{id}}": {
             "get": _op(
                 "getJob",
-                "One job",
-                (200, ref("Job"), "the job"),
-                (*READ_ERRORS, 404),
-                params=qj,
+                "One job; with wait, once it has ended or the wait is over",
+                (200, ref("Job"), "the job (as it is when the wait is over)"),
+                (*READ_ERRORS, 404, 429),
+                params=(*qj, "Wait"),
                 tag="jobs",
             )
         },
+        f"{q}/jobs/{{id}}/cancel": {
+            "post": _op(
+                "cancelJob",
+                "Cancel a ready or delayed job; abort one in flight",
+                (200, ref("Cancelled"), "the job's state now"),
+                (*WRITE_ERRORS, 404),
+                params=qj,
+                tag="jobs",
+                special={
+                    409: (
+                        "JobFinishedError",
+                        "The job has already ended (`state`: done, dead or cancelled).",
+                    )
+                },
+            )
+        },
+        **_schedule_paths(),
         f"{q}/dlq": {
             "get": _op(
                 "listDeadJobs",
@@ -288,6 +318,54 @@ def _paths() -> Schema:
     }
 
 
+def _schedule_paths() -> Schema:
+    schedule = ref("Schedule")
+    name, missing = ("ScheduleName",), {404: NO_SCHEDULE}
+    save = _op(
+        "saveSchedule",
+        "Store a schedule (replacing one of that name)",
+        (201, schedule, "a new schedule"),
+        BODY_ERRORS,
+        params=(),
+        body="ScheduleRequest",
+        tag="schedules",
+    )
+    save["responses"]["200"] = json_body(schedule, "a schedule of that name was replaced")
+    return {
+        "/api/schedules": {
+            "get": _op(
+                "listSchedules",
+                "Every schedule, by name, with its next and last fire times",
+                (200, {"type": "array", "items": schedule}, "schedules"),
+                READ_ERRORS,
+                params=(),
+                tag="schedules",
+            ),
+            "post": save,
+        },
+        "/api/schedules/{name}": {
+            "get": _op(
+                "getSchedule",
+                "One schedule",
+                (200, schedule, "the schedule"),
+                READ_ERRORS,
+                params=name,
+                tag="schedules",
+                special=missing,
+            ),
+            "delete": _op(
+                "deleteSchedule",
+                "Remove a schedule (the jobs it enqueued stay)",
+                (200, ref("ScheduleDeleted"), "removed"),
+                WRITE_ERRORS,
+                params=name,
+                tag="schedules",
+                special=missing,
+            ),
+        },
+    }
+
+
 def _plain(op_id: str, summary: str, properties: Schema, *errors: int) -> Schema:
     responses = {"200": json_body(obj(properties, list(properties)), summary)}
     responses |= {str(c): json_body(ref("Error"), ERRORS[c]) for c in errors}
@@ -313,7 +391,7 @@ def build_openapi(*, max_payload_bytes: int = jobmod.DEFAULT_MAX_PAYLOAD_BYTES) 
         "security": [{"bearerAuth": []}, {}],
         "paths": _paths(),
         "components": {
-            "schemas": schemas(max_payload_bytes),
+            "schemas": schemas(max_payload_bytes, schedule_payload_bytes(max_payload_bytes)),
             "parameters": parameters(),
             "securitySchemes": {
                 "bearerAuth": {

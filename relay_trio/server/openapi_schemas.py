@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import job as jobmod
+from ..broker_jobs import MAX_WAIT_S
 from ..job import JobState
+from ..schedules import MAX_CRON_LEN, MAX_TIMEZONE_LEN
 from .limits import (
     BURST_MAX,
     DLQ_PAGE_DEFAULT,
@@ -25,6 +27,21 @@ from .limits import (
 )
 
 Schema = dict[str, Any]
+
+NAME_PATTERN = "^(?!\\.\\.?$)[A-Za-z0-9._-]{1,64}$"
+"""A queue's or a schedule's name: 1-64 of ``A-Z a-z 0-9 . _ -``, not ``.`` or ``..``."""
+CRON_FORMAT = "cron"
+"""The ``format`` of a cron expression (an annotation: JSON Schema cannot say it;
+no pattern or length either, which a generator would take over the format)."""
+TIME_ZONE_FORMAT = "iana-time-zone"
+"""The ``format`` of a time zone name (an annotation: the tz database says which)."""
+
+
+def schedule_payload_bytes(max_payload_bytes: int) -> int:
+    """The largest payload a schedule takes (:mod:`.api_schedules` enforces it) on a
+    server whose jobs take ``max_payload_bytes``: a schedule is stored with the
+    broker's default limit, whatever the server's."""
+    return min(max_payload_bytes, jobmod.DEFAULT_MAX_PAYLOAD_BYTES)
 
 
 def ref(name: str) -> Schema:
@@ -49,7 +66,7 @@ def json_body(schema: Schema, description: str) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def schemas(max_payload_bytes: int) -> Schema:
+def schemas(max_payload_bytes: int, schedule_payload_bytes: int) -> Schema:
     job_id: Schema = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
     payload: Schema = {
         "type": "string",
@@ -109,9 +126,43 @@ def schemas(max_payload_bytes: int) -> Schema:
                     "type": ["integer", "null"],
                     "description": "per-attempt timeout; null: the worker's default",
                 },
+                "result": {
+                    "description": "a done job's return value (JSON; a bytes result as "
+                    "UTF-8 text); null if none is kept"
+                },
+                "result_type": {
+                    "type": ["string", "null"],
+                    "enum": ["json", "bytes", None],
+                    "description": "how the handler's return value was kept; null: none",
+                },
+                "finished_at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "when the job became done or cancelled",
+                },
             },
             ["id", "queue", "payload", "state", "attempts", "max_retries", "priority"],
         ),
+        "Cancelled": obj(
+            {
+                "id": job_id,
+                "state": {
+                    "type": "string",
+                    "enum": ["cancelled", "inflight"],
+                    "description": "cancelled; or inflight: the abort is requested, the "
+                    "worker running the job stops it within a second (it ends cancelled)",
+                },
+            },
+            ["id", "state"],
+        ),
+        "JobFinishedError": obj(
+            {
+                "error": {"type": "string"},
+                "state": {"type": "string", "enum": ["done", "dead", "cancelled"]},
+            },
+            ["error", "state"],
+        ),
+        **_schedule_schemas(schedule_payload_bytes, priority),
         "EnqueueRequest": obj(job_fields, ["payload"], closed=True),
         "Enqueued": obj(
             {"id": job_id, "state": {"type": "string", "enum": ["ready", "delayed"]}},
@@ -225,6 +276,51 @@ def schemas(max_payload_bytes: int) -> Schema:
     }
 
 
+def _schedule_schemas(payload_bytes: int, priority: Schema) -> Schema:
+    name: Schema = {"type": "string", "pattern": NAME_PATTERN}
+    fields: Schema = {
+        "name": name | {"description": "1-64 of A-Z a-z 0-9 . _ - (not . or ..)"},
+        "cron": {
+            "type": "string",
+            "format": CRON_FORMAT,
+            "description": "5 fields (minute hour day-of-month month day-of-week) or 6 "
+            "with the seconds first; lists, ranges, steps, names (MON, JAN), L, LW, "
+            f"MON#1; at most {MAX_CRON_LEN} characters, and it must match some date "
+            "(400 otherwise)",
+        },
+        "queue": name | {"description": "the queue each fire enqueues a job into"},
+        "payload": {
+            "type": "string",
+            "maxLength": payload_bytes,
+            "description": f"UTF-8 text, at most {payload_bytes} bytes once encoded (413 above)",
+        },
+        "timezone": {
+            "type": "string",
+            "format": TIME_ZONE_FORMAT,
+            "default": "UTC",
+            "description": "an IANA time zone name (Europe/Berlin), at most "
+            f"{MAX_TIMEZONE_LEN} characters, the cron expression is read in (400 for "
+            "one the server's tz database lacks)",
+        },
+        "priority": priority | {"default": jobmod.DEFAULT_PRIORITY},
+    }
+    when: Schema = {"type": ["string", "null"], "format": "date-time"}
+    return {
+        "ScheduleRequest": obj(fields, ["name", "cron", "queue", "payload"], closed=True),
+        "Schedule": obj(
+            {
+                **{k: {"type": v["type"]} for k, v in fields.items()},
+                "next_fire_at": when
+                | {"description": "the first fire time after now; null if none in 50 years"},
+                "last_fire_at": when
+                | {"description": "the last fire time a scheduler enqueued; null before"},
+            },
+            [*fields, "next_fire_at", "last_fire_at"],
+        ),
+        "ScheduleDeleted": obj({"deleted": {"const": True}}, ["deleted"]),
+    }
+
+
 def parameters() -> Schema:
     def query(name: str, schema: Schema) -> Schema:
         return {"name": name, "in": "query", "required": False, "schema": schema}
@@ -234,8 +330,15 @@ def parameters() -> Schema:
             "name": "q",
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "pattern": "^(?!\\.\\.?$)[A-Za-z0-9._-]{1,64}$"},
+            "schema": {"type": "string", "pattern": NAME_PATTERN},
             "description": "queue name: 1-64 of A-Z a-z 0-9 . _ - (a bad one is 400)",
+        },
+        "ScheduleName": {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": NAME_PATTERN},
+            "description": "schedule name: 1-64 of A-Z a-z 0-9 . _ - (a bad one is 400)",
         },
         "JobId": {
             "name": "id",
@@ -246,6 +349,12 @@ def parameters() -> Schema:
         },
         "Limit": query("limit", integer(1, DLQ_PAGE_MAX) | {"default": DLQ_PAGE_DEFAULT}),
         "Offset": query("offset", integer(0, MAX_DLQ_OFFSET) | {"default": 0}),
+        "Wait": query("wait", {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S})
+        | {
+            "description": f"hold the answer until the job has ended (done, dead or "
+            f"cancelled) or this many seconds (0-{MAX_WAIT_S:g}) passed, then answer with "
+            "the job as it is; 429 at once when the server's waits are all taken"
+        },
         "Force": query("force", {"type": "boolean", "default": False})
         | {"description": "delete a queue that still holds jobs, and its jobs (true/false)"},
     }
