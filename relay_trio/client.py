@@ -29,6 +29,7 @@ from .job import EnqueueOptions, Job, JobSpec, JobState
 from .keys import DEFAULT_PREFIX
 from .redis_sync import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SOCKET_TIMEOUT
 from .results import BrokerEvents, EnqueueResult, QueueStats
+from .schedules import Schedule
 
 
 class RelayClient:
@@ -89,6 +90,16 @@ class RelayClient:
     async def requeue(self, queue: str, job_id: str) -> None:
         """Move a dead job back to ready; :class:`JobNotFound` if not in the DLQ."""
         await self.broker.dlq_requeue(queue, job_id)
+
+    async def add_schedule(self, schedule: Schedule) -> bool:
+        """Store a cron schedule (replacing one of its name): True if new."""
+        return await self.broker.put_schedule(schedule)
+
+    async def schedules(self) -> list[Schedule]:
+        return [s for s, _, _ in await self.broker.list_schedules()]
+
+    async def remove_schedule(self, name: str) -> bool:
+        return await self.broker.remove_schedule(name)
 
 
 @asynccontextmanager

@@ -32,6 +32,7 @@ from relay_trio import (
     RedisUnavailable,
     RelayClient,
     ResultTimeout,
+    Schedule,
     TaskRegistry,
 )
 from relay_trio.job import Job
@@ -142,6 +143,13 @@ async def test_the_producer_scenarios_behave_the_same_in_every_runtime(
         assert (await call("get_job", Q, failing)).state is JobState.READY
         with pytest.raises(JobNotFound):
             await call("requeue", Q, failing)
+        # schedules
+        nightly = Schedule.create("nightly", "0 3 * * *", Q, "report", timezone="Asia/Tokyo")
+        assert await call("add_schedule", nightly) is True
+        assert await call("add_schedule", nightly) is False
+        assert await call("schedules") == [nightly]
+        assert await call("remove_schedule", "nightly") is True
+        assert await call("schedules") == []
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
