@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import demo_handler, worker_config
+from . import broker_core, demo_handler, worker_config
 from ._errors import InvalidInput
 from ._setting import (
     HOUR,
@@ -163,6 +163,17 @@ def _handler(value: object) -> str:
     spec = _text(value)
     if not spec:
         raise BadValue("empty: give module:function, or demo")
+    return spec
+
+
+def _tasks(value: object) -> str | None:
+    """``module:registry``: its form and the import are checked when the worker
+    loads it (:func:`~relay_trio.tasks.load_registry`), whose message says why."""
+    if value is None:
+        return None
+    spec = _text(value)
+    if not spec:
+        raise BadValue("empty: give module:registry (e.g. myapp.tasks:tasks)")
     return spec
 
 
@@ -400,6 +411,38 @@ JOB_TIMEOUT = optional_number(
     none="none: no timeout",
     metavar="SECONDS",
 )
+TASKS: Setting[str | None] = Setting(
+    "tasks",
+    "RELAY_TASKS",
+    None,
+    "serve every queue of this TaskRegistry (module:attribute, imported with the current "
+    "directory first on sys.path), each with the registry's handler and this worker's "
+    "--concurrency and --job-timeout; --queue, if given, picks some of its queues; not with "
+    "--handler",
+    _tasks,
+    _tasks,
+    flag="--tasks",
+    metavar="MODULE:REGISTRY",
+)
+RESULT_TTL = number(
+    "result_ttl",
+    "RELAY_RESULT_TTL",
+    Range(int, 0, broker_core.RESULT_TTL_MAX_S),
+    broker_core.DEFAULT_RESULT_TTL_S,
+    "seconds a finished job is kept with its result (state done) for result and get_job; "
+    "0 = delete the job at ack (no result kept)",
+    flag="--result-ttl",
+)
+NO_SCHEDULES: Setting[bool] = Setting(
+    "no_schedules",
+    "RELAY_NO_SCHEDULES",
+    not _default_of(worker_config.WorkerConfig, "schedules"),
+    "do not run the cron scheduler in this worker (any other worker still fires the "
+    "schedules, each fire time once)",
+    _switch_text,
+    _switch,
+    flag="--no-schedules",
+)
 DEMO_FAIL_RATE = number(
     "demo_fail_rate",
     "RELAY_DEMO_FAIL_RATE",
@@ -419,9 +462,12 @@ DEMO_SLEEP_MS = number(
 WORKER: tuple[Setting[Any], ...] = (
     CONCURRENCY,
     HANDLER,
+    TASKS,
     VISIBILITY_MS,
     GRACE_PERIOD,
     JOB_TIMEOUT,
+    RESULT_TTL,
+    NO_SCHEDULES,
     DEMO_FAIL_RATE,
     DEMO_SLEEP_MS,
 )

@@ -302,7 +302,10 @@ class Worker:
                         )
             if run.aborted:
                 self.stats.aborted += 1
-                await self._finish_abort(run.job)
+                try:
+                    await self._finish_abort(run.job)
+                finally:
+                    self._finished(run)
                 return
             if scope.cancelled_caught:
                 self.stats.timed_out += 1

@@ -309,7 +309,7 @@ async def test_queue_delete_of_an_empty_queue(
     await broker.enqueue("keep", "x")
     result = await cli("queue", "delete", Q)
     assert result.code == 0, result.err
-    assert f"deleted queue '{Q}' (0 jobs)" in result.out
+    assert f"deleted queue '{Q}' (1 job)" in result.out  # the done job, kept with its result
     assert await broker.queues() == ["keep"]
     assert not [k for k in keys_left(rdb, prefix) if "{" + Q + "}" in k]
 

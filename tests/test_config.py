@@ -55,6 +55,8 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "read_only": ("Yes", True),
     "host": ("[::1]", "::1"),
     "handler": ("handlers_for_tests:slow", "handlers_for_tests:slow"),
+    "tasks": ("myapp.tasks:registry", "myapp.tasks:registry"),
+    "no_schedules": ("on", True),
 }
 
 # A value that is no number's bad value: refused by each entry.
@@ -66,6 +68,7 @@ BAD_SAMPLES: dict[str, tuple[str, str]] = {  # name: (text, words of the reason)
     "allowed_hosts": ("ok.example,http://x", "allowed host 'http://x'"),
     "read_only": ("maybe", "not yes or no"),
     "host": ("999.1.1.1", "not an IP address or a host name"),
+    "no_schedules": ("2", "not yes or no"),
 }
 
 
@@ -139,7 +142,8 @@ def test_the_library_ranges_and_defaults_are_referenced_not_repeated() -> None:
 def test_every_setting_has_a_sample_or_a_range() -> None:
     """So that a new setting is covered by the tests below."""
     assert {s.name for s in settings.ALL if s.range is None} == set(SAMPLES)
-    assert set(BAD_SAMPLES) == set(SAMPLES) - {"handler"}  # any text names a handler
+    # any text names a handler or a registry (which the worker then imports)
+    assert set(BAD_SAMPLES) == set(SAMPLES) - {"handler", "tasks"}
 
 
 # -- every setting round-trips from its variable --------------------------------------
@@ -254,7 +258,8 @@ def test_each_command_setting_round_trips(run: Any, setting: Setting[Any]) -> No
     for text, value in cases:
         assert value_of(run(*command_for(setting), **{setting.env: text}), setting) == value
         if setting.flag:  # the flag gives the same, and beats the variable
-            given = run(*command_for(setting), setting.flag, text, **{setting.env: "junk"})
+            flag = (setting.flag,) if isinstance(value, bool) else (setting.flag, text)
+            given = run(*command_for(setting), *flag, **{setting.env: "junk"})
             assert value_of(given, setting) == value
     assert value_of(run(*command_for(setting)), setting) == setting.default
 
@@ -338,8 +343,9 @@ def test_the_command_line_refuses_each_bad_text(run: Any, name: str) -> None:
     (line,) = from_env.err.splitlines()
     assert f"{setting.env}: " in line and words in line
     assert setting.flag is not None
-    from_flag = run(*argv, url=None) if setting is settings.READ_ONLY else None  # no value
-    if setting is not settings.READ_ONLY:
+    switch = isinstance(setting.default, bool)  # a flag without a value
+    from_flag = run(*argv, url=None) if switch else None
+    if not switch:
         from_flag = run(*argv, setting.flag, text, url=None)
         assert from_flag.code == 2, from_flag.err
         (flag_line,) = from_flag.err.splitlines()

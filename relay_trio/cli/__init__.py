@@ -7,6 +7,13 @@ bad command line or variable (every setting is defined, with its range, in
 found later, before anything was done), 1 for an
 error at run time (Redis unavailable, queue not found, an address in use ...).
 No message shows a Redis password.
+
+Some verbs tell what they found by a status of their own (the epilog of
+``relay-trio --help`` lists them): 3 ``enqueue``, the idempotency key already
+names a job; ``cancel`` and ``result``, no such job; ``schedule rm``, no such
+schedule. 4 ``queue delete``, the queue still holds jobs; ``cancel``, the job
+has already ended; ``result``, the job ended dead or cancelled. 5 ``result``,
+the job has not ended within ``--wait``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""What the ``relay-trio`` verbs do: worker, enqueue, stats, dlq, pause, resume, queue.
+"""What the ``relay-trio`` verbs do: worker, enqueue, stats, dlq, pause, resume, queue
+(cancel, result and schedule are in :mod:`.commands_jobs`).
 
 Each ``run_*`` takes the parsed arguments (see :mod:`.options`), does its work
 under ``trio.run`` and returns the exit status; messages for people go to
@@ -12,28 +13,43 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import trio
 
-from .._errors import InvalidInput, QueueNotEmpty, QueueNotFound
+from .. import settings
+from .._errors import ConfigError, InvalidInput, QueueNotEmpty, QueueNotFound
 from .._redact import redact_url
-from ..broker import Broker, open_broker
+from ..broker import Broker
 from ..demo_handler import make_demo_handler
+from ..tasks import load_registry
 from ..worker import Handler, QueueHandler, Worker, WorkerConfig
+from .commands_jobs import JOB_COMMANDS
+from .commands_jobs import broker_run as _broker_run
 
 EXIT_QUEUE_NOT_EMPTY = 4
+
+
+def import_from_cwd() -> None:
+    """Put the current directory first on ``sys.path``, as ``python -m`` and
+    uvicorn do, so that ``--tasks myapp.tasks:tasks`` (or ``--handler``) works
+    from a project's directory however relay-trio was started."""
+    cwd = os.getcwd()
+    if not sys.path or sys.path[0] not in ("", cwd):
+        sys.path.insert(0, cwd)
 
 
 def load_handler(spec: str, args: argparse.Namespace) -> Handler:
     """``demo`` (the built-in demo handler) or ``package.module:function``."""
     if spec == "demo":
         return make_demo_handler(args.demo_fail_rate, args.demo_sleep_ms)
+    import_from_cwd()
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise InvalidInput("handler", f"{spec!r} is not module:function (or 'demo')")
@@ -47,22 +63,51 @@ def load_handler(spec: str, args: argparse.Namespace) -> Handler:
     return handler  # type: ignore[no-any-return]
 
 
-def _broker_run(args: argparse.Namespace, fn: Callable[[Broker], Awaitable[int]]) -> int:
-    async def go() -> int:
-        async with open_broker(args.redis_url, prefix=args.prefix) as broker:
-            return await fn(broker)
-
-    return trio.run(go)
+def worker_handlers(args: argparse.Namespace) -> tuple[dict[str, Handler], str]:
+    """Each queue the worker serves with its handler, and what serves them in
+    words: ``--queue``s with ``--handler``, or ``--tasks``' queues (all, or the
+    ``--queue``s among them). A bad combination is a :class:`ConfigError`."""
+    queues = list(dict.fromkeys(args.queue or ()))
+    if args.tasks is None:
+        if not queues:
+            raise ConfigError("queue", "give --queue (repeatable) with --handler, or --tasks")
+        handler = load_handler(args.handler, args)
+        return dict.fromkeys(queues, handler), f"handler {args.handler}"
+    if args.handler != settings.HANDLER.default:
+        raise ConfigError(
+            "handler",
+            "give --handler (or RELAY_HANDLER) or --tasks, not both: --tasks serves each "
+            "queue with its registry's tasks",
+        )
+    import_from_cwd()
+    registry = load_registry(args.tasks)
+    handlers = registry.handlers()
+    if not handlers:
+        raise ConfigError("tasks", f"{args.tasks} has no tasks: no queue to serve")
+    unknown = [q for q in queues if q not in handlers]
+    if unknown:
+        raise ConfigError(
+            "queue",
+            f"no task of {args.tasks} runs on queue {unknown[0]!r} "
+            f"(its queues: {', '.join(handlers)})",
+        )
+    if queues:
+        handlers = {q: handlers[q] for q in queues}
+    return handlers, f"tasks {args.tasks}: {len(registry)} task(s)"
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    handler = load_handler(args.handler, args)
+    by_queue, serving = worker_handlers(args)
     try:  # the parser keeps every number in range; this is a last line of defence
         handlers = [
             QueueHandler(q, handler, args.concurrency, timeout=args.job_timeout)
-            for q in dict.fromkeys(args.queue)
+            for q, handler in by_queue.items()
         ]
-        config = WorkerConfig(visibility_ms=args.visibility_ms, grace_period=args.grace_period)
+        config = WorkerConfig(
+            visibility_ms=args.visibility_ms,
+            grace_period=args.grace_period,
+            schedules=not args.no_schedules,
+        )
     except ValueError as exc:
         print(f"relay-trio worker: error: {exc}", file=sys.stderr)
         return 2
@@ -72,17 +117,21 @@ def run_worker(args: argparse.Namespace) -> int:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, worker, nursery.cancel_scope)
             await worker.serve()
+            stats = worker.stats
+            aborted = f", {stats.aborted} aborted" if stats.aborted else ""
             print(
-                f"worker stopped: {worker.stats.succeeded} succeeded, "
-                f"{worker.stats.failed} failed, {worker.stats.cancelled} cancelled",
+                f"worker stopped: {stats.succeeded} succeeded, {stats.failed} failed, "
+                f"{stats.cancelled} cancelled{aborted}",
                 flush=True,
             )
             nursery.cancel_scope.cancel()
         return 0
 
+    results = f"results kept {args.result_ttl:,} s" if args.result_ttl else "no results kept"
+    scheduler = "scheduler off" if args.no_schedules else "scheduler on"
     print(
         f"worker on {', '.join(h.queue for h in handlers)} "
-        f"(concurrency {args.concurrency}, handler {args.handler}, "
+        f"(concurrency {args.concurrency}, {serving}, {results}, {scheduler}, "
         f"Redis {redact_url(args.redis_url)}); Ctrl-C stops",
         flush=True,
     )
@@ -225,6 +274,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "pause": partial(run_pause, paused=True),
     "resume": partial(run_pause, paused=False),
     "queue": run_queue,
+    **JOB_COMMANDS,
 }
 
-__all__ = ["COMMANDS", "EXIT_QUEUE_NOT_EMPTY", "load_handler"]
+__all__ = ["COMMANDS", "EXIT_QUEUE_NOT_EMPTY", "import_from_cwd", "load_handler"]

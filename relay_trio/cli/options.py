@@ -14,17 +14,21 @@ from .. import broker as brokermod
 from .. import job as jobmod
 from .. import settings
 from .._redact import redact_text
+from ..broker_jobs import MAX_RESULT_WAIT_S
 from . import types
 from .commands import EXIT_QUEUE_NOT_EMPTY
+from .commands_jobs import EXIT_ENDED, EXIT_NOT_FOUND, EXIT_NOT_YET
 from .demo import add_parser as add_demo_parser
 from .types import add_number, add_setting, int_between
 
 EXIT_CODES = (
     "Exit status: 0 done; 1 an error of relay-trio (Redis unreachable, job or queue "
     "not found ...); 2 a bad command line or RELAY_* variable (nothing was done); "
-    "3 enqueue: the idempotency key already names a job; "
+    f"{EXIT_NOT_FOUND} enqueue: the idempotency key already names a job; cancel, result: "
+    "no such job; schedule rm: no such schedule; "
     f"{EXIT_QUEUE_NOT_EMPTY} queue delete: the queue still holds jobs and --force was "
-    "not given."
+    "not given; cancel: the job has already ended; result: the job ended dead or "
+    f"cancelled (no result); {EXIT_NOT_YET} result: the job has not ended within --wait."
 )
 
 
@@ -81,11 +85,18 @@ def add_worker_parser(sub: Any, conn: argparse.ArgumentParser) -> None:
         "worker",
         parents=[conn],
         help="run a worker: claim jobs from queues and run a handler on each",
-        description="Runs HANDLER for the jobs of each --queue. SIGINT/SIGTERM stop "
-        "claiming, let running jobs finish within --grace-period, then nack the rest.",
+        description="Runs HANDLER for the jobs of each --queue, or serves every queue of "
+        "a task registry (--tasks myapp.tasks:tasks; --queue then picks some of them). "
+        "Every worker also runs the cron scheduler (--no-schedules: not this one). "
+        "SIGINT/SIGTERM stop claiming, let running jobs finish within --grace-period, "
+        "then release the rest.",
     )
     worker.add_argument(
-        "--queue", action="append", required=True, type=types.queue, help="repeatable"
+        "--queue",
+        action="append",
+        type=types.queue,
+        help="repeatable; required unless --tasks is given, with which it picks some "
+        "of the registry's queues",
     )
     for setting in settings.WORKER:
         add_setting(worker, setting)
@@ -200,6 +211,87 @@ def add_admin_parsers(sub: Any, conn: argparse.ArgumentParser) -> None:
     )
 
 
+def add_job_parsers(sub: Any, conn: argparse.ArgumentParser) -> None:
+    cancel = sub.add_parser(
+        "cancel",
+        parents=[conn],
+        help="cancel a job, or abort it while it runs",
+        description="A ready or delayed job is cancelled at once (prints 'cancelled'); "
+        "for a job in flight an abort is requested (prints 'abort requested (inflight)'): "
+        "the worker running it cancels its handler within a second and the job ends "
+        f"cancelled, never retried. Exit status {EXIT_NOT_FOUND}: no such job; "
+        f"{EXIT_ENDED}: it has already ended (done, dead or cancelled).",
+    )
+    cancel.add_argument("queue", type=types.queue)
+    cancel.add_argument("id", metavar="ID", type=types.job_id)
+
+    result = sub.add_parser(
+        "result",
+        parents=[conn],
+        help="a job's result (its handler's return value), waiting for it if asked",
+        description="Prints the result of a done job as JSON (a bytes result as it "
+        f"is). Exit status {EXIT_NOT_FOUND}: no such job, or it ended and its result was "
+        f"not kept (the worker's --result-ttl) or has expired; {EXIT_ENDED}: it ended dead "
+        f"or cancelled (its state and last error are printed); {EXIT_NOT_YET}: it has not "
+        "ended within --wait.",
+    )
+    result.add_argument("queue", type=types.queue)
+    result.add_argument("id", metavar="ID", type=types.job_id)
+    add_number(
+        result,
+        "--wait",
+        types.float_between(0, MAX_RESULT_WAIT_S),
+        "seconds to wait for the job to end (woken by its end, no polling)",
+        default=0,
+    )
+
+    schedule = sub.add_parser(
+        "schedule", parents=[conn], help="cron schedules, run by every worker: add, list, rm"
+    )
+    schedule_sub = schedule.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
+    add = schedule_sub.add_parser(
+        "add",
+        parents=[conn],
+        help="add (or replace) a schedule",
+        description="Enqueues PAYLOAD on QUEUE at every time CRON matches on the wall "
+        "clock of --timezone; each fire time once, however many workers run. Fire times "
+        "missed while no worker ran fire once, at the latest of them. CRON is one "
+        "argument (quote it): 5 fields (minute hour day-of-month month day-of-week, e.g. "
+        "'*/5 * * * *', '30 2 * * MON-FRI') or 6 with the seconds first.",
+    )
+    add.add_argument("name", metavar="NAME", type=types.schedule_name)
+    add.add_argument("cron", metavar="CRON", type=types.cron)
+    add.add_argument("queue", metavar="QUEUE", type=types.queue)
+    add.add_argument("payload", metavar="PAYLOAD", help="each job's payload (text)")
+    add.add_argument(
+        "--timezone",
+        type=types.timezone,
+        default="UTC",
+        help="IANA time zone the cron times are read in (default UTC)",
+    )
+    add_number(
+        add,
+        "--priority",
+        int_between(jobmod.PRIORITY_MIN, jobmod.PRIORITY_MAX),
+        "each job's priority, higher runs first",
+        default=jobmod.DEFAULT_PRIORITY,
+    )
+    listing = schedule_sub.add_parser(
+        "list",
+        parents=[conn],
+        help="every schedule with its next and last fire time",
+        description="Times are ISO 8601 on the schedule's time zone's clock.",
+    )
+    listing.add_argument("--json", action="store_true")
+    remove = schedule_sub.add_parser(
+        "rm",
+        parents=[conn],
+        help="remove a schedule (the jobs it made stay)",
+        description=f"Exit status {EXIT_NOT_FOUND}: no schedule of that name.",
+    )
+    remove.add_argument("name", metavar="NAME", type=types.schedule_name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="relay-trio",
@@ -213,5 +305,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_parser(sub, conn)
     add_enqueue_parser(sub, conn)
     add_admin_parsers(sub, conn)
+    add_job_parsers(sub, conn)
     add_demo_parser(sub, conn)
     return parser

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from .._errors import ConfigError, InvalidInput
 from .._setting import BadValue, Range, show
 from ..job import validate_job_id, validate_queue_name
+from ..schedules import validate_cron, validate_schedule_name, validate_timezone
 from ..settings import Setting
 
 T = TypeVar("T")
@@ -174,7 +175,7 @@ def add_setting(
     )
 
 
-def _validated(check: Callable[[str], str]) -> Callable[[str], str]:
+def _validated(check: Callable[[object], str]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         try:
             return check(text)
@@ -187,3 +188,6 @@ def _validated(check: Callable[[str], str]) -> Callable[[str], str]:
 
 queue = _validated(validate_queue_name)
 job_id = _validated(validate_job_id)
+schedule_name = _validated(validate_schedule_name)
+cron = _validated(validate_cron)
+timezone = _validated(validate_timezone)
