@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar, Unpack
+from typing import Any, TypeVar, Unpack
 
 from . import job as jobmod
 from .broker_admin import (
@@ -55,6 +55,7 @@ from .broker_jobs import (
     MAX_VISIBILITY_MS,
     RELEASED_TEXT,
 )
+from .broker_workers import WorkerInfo
 from .calls import Op
 from .job import EnqueueOptions, Job, JobSpec, JobState
 from .keys import DEFAULT_PREFIX
@@ -327,6 +328,17 @@ class Broker:
 
     async def fire_schedule(self, schedule: Schedule, fire_ms: int) -> bool:
         return await self.io.drive(self.core.fire_schedule(schedule, fire_ms))
+
+    # -- the worker registry ----------------------------------------------------------
+
+    async def beat_worker(self, worker_id: str, info: dict[str, Any], ttl_ms: int) -> int:
+        return await self.io.drive(self.core.beat_worker(worker_id, info, ttl_ms))
+
+    async def leave_worker(self, worker_id: str, ttl_ms: int) -> None:
+        await self.io.drive(self.core.leave_worker(worker_id, ttl_ms))
+
+    async def workers(self, ttl_ms: int) -> list[WorkerInfo]:
+        return await self.io.drive(self.core.workers(ttl_ms))
 
     # -- the connection -------------------------------------------------------------
 

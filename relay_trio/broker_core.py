@@ -14,7 +14,7 @@ from . import job as jobmod
 from ._errors import ConfigError
 from ._validate import check_int
 from .broker_jobs import MAX_VISIBILITY_MS
-from .broker_schedules import ScheduleOps
+from .broker_workers import WorkerOps
 from .keys import DEFAULT_PREFIX, Keyspace
 from .results import BrokerEvents, NoEvents
 
@@ -36,11 +36,12 @@ def _setting(name: str, value: int, low: int, high: int) -> int:
     return check_int(name, value, low, high, error=ConfigError)
 
 
-class BrokerCore(ScheduleOps):
+class BrokerCore(WorkerOps):
     """The settings and operations of a broker, without I/O: the job lifecycle
     (:class:`~relay_trio.broker_jobs.JobOps`), reading and admin
-    (:class:`~relay_trio.broker_admin.QueueAdmin`) and schedules
-    (:class:`~relay_trio.broker_schedules.ScheduleOps`), each extending the last."""
+    (:class:`~relay_trio.broker_admin.QueueAdmin`), schedules
+    (:class:`~relay_trio.broker_schedules.ScheduleOps`) and the worker registry
+    (:class:`~relay_trio.broker_workers.WorkerOps`), each extending the last."""
 
     def __init__(
         self,

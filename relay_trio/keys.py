@@ -29,6 +29,8 @@ key                       type    content
 ``P:{schedules}:defs``    hash    cron schedules: name -> JSON
 ``P:{schedules}:created`` hash    name -> when the schedule was stored (ms)
 ``P:{schedules}:fired``   hash    name -> its last fire time (ms)
+``P:{workers}:seen``      zset    live worker ids; score = last heartbeat (ms)
+``P:{workers}:info:<id>`` string  a worker's JSON description (expires with it)
 ========================  ======  ==========================================
 """
 
@@ -172,6 +174,14 @@ class Keyspace:
     @property
     def schedules_fired(self) -> str:
         return self.prefix + ":{schedules}:fired"
+
+    @property
+    def workers_seen(self) -> str:
+        return self.prefix + ":{workers}:seen"
+
+    @property
+    def worker_info_prefix(self) -> str:
+        return self.prefix + ":{workers}:info:"
 
     def queue(self, name: str) -> QueueKeys:
         """Keys of queue ``name``; :class:`InvalidInput` (field ``queue``) if it
