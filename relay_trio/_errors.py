@@ -69,7 +69,11 @@ class JobNotFound(RelayError, LookupError):
     """The job named by ``queue`` and ``job_id`` does not exist where it was looked for."""
 
     def __init__(self, queue: str, job_id: str, where: str = "queue") -> None:
-        super().__init__(f"job {job_id} not found in {where} of queue {queue!r}")
+        super().__init__(
+            f"job {job_id} not found in queue {queue!r}"
+            if where == "queue"
+            else f"job {job_id} not found in the {where} of queue {queue!r}"
+        )
         self.queue = queue
         self.job_id = job_id
         self.where = where

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -24,46 +23,21 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import redis
 import trio
-from support import RedisServer, delete_prefix, make_dead
-from support.servers import ServerProcess
-
-from relay_trio.broker import Broker
-
-
-def _find_chromium() -> str | None:
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-CHROMIUM = _find_chromium()
-if CHROMIUM is None and os.environ.get("CI"):
-    # .ci/run installs Chromium; in CI a missing browser is a failure, not a skip
-    raise RuntimeError("CI: no Chromium for the browser tests (.ci/run should install it)")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium executable (/usr/bin/chromium, or chromium on PATH)"
-)
-
-from playwright.sync_api import (  # noqa: E402  (after the skip: the reason is the browser)
+from playwright.sync_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
     Page,
     expect,
-    sync_playwright,
 )
+from support import RedisServer, delete_prefix, make_dead
+from support.browser import launched_browser, needs_chromium
+from support.servers import ServerProcess
 
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from relay_trio.broker import Broker
+
+pytestmark = needs_chromium
+
 POLL = 0.2  # the servers' hub interval: quick updates, quick tests
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 HELP_SEEN = "localStorage.setItem('relay-trio.help-seen', '1')"
@@ -113,12 +87,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
+    with launched_browser() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

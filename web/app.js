@@ -1,6 +1,8 @@
 // The relay-trio dashboard. One EventSource on /api/stream feeds every view; the
-// DLQ page is fetched only when the selected queue's DLQ changes. Whatever comes
-// from the server (payloads, errors, queue names) is rendered as text, never as HTML.
+// DLQ page is fetched only when the selected queue's DLQ changes, an open job when
+// its queue's counts change (and by a long-poll that its end wakes), the schedules
+// every SCHEDULES_REFRESH_MS while their panel is on screen. Whatever comes from the
+// server (payloads, results, errors, names) is rendered as text, never as HTML.
 import uPlot from "./vendor/uPlot.esm.js";
 import * as L from "./logic.js";
 
@@ -9,6 +11,8 @@ const RATE_SPAN_MS = 5_000; // the throughput tile averages over this
 const DLQ_LIMIT = 50;
 const TOKEN_KEY = "relay-trio.token";
 const HELP_KEY = "relay-trio.help-seen";
+const SCHEDULES_REFRESH_MS = 15_000; // schedules are not in the stream: fetched this often
+const JOB_RETRY_MS = 5_000; // a failed long-poll waits this long before the next
 
 const $ = (id) => document.getElementById(id);
 
@@ -34,6 +38,27 @@ const state = {
   dlq: { key: "", queue: null, rows: [], loading: false, again: false, retryAt: 0 },
   formQueueEdited: false,
   connLabel: "",
+  // the open job: ``gen`` changes with every job opened (or closed), so that an answer
+  // for an earlier one is dropped
+  job: {
+    gen: 0,
+    queue: null,
+    id: null,
+    data: null,
+    error: "", // why it could not be read
+    actionError: "", // why a cancel was refused: kept until the next one, or another job
+    abortRequested: false,
+    fetching: false,
+    again: false,
+    watchKey: "",
+    controller: null, // the long-poll's, while one runs
+    updatedAt: null,
+  },
+  // the schedules are read once at the start, then every SCHEDULES_REFRESH_MS while their
+  // panel is on screen (and on "Refresh"): a page nobody scrolls down costs Redis nothing
+  schedules: { rows: [], fetchedAt: 0, loaded: false, loading: false, error: "", inView: false },
+  findQueueEdited: false,
+  scheduleQueueEdited: false,
 };
 
 // -- small helpers -------------------------------------------------------------------
@@ -92,10 +117,10 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+async function api(method, path, body, { signal } = {}) {
   const headers = { Accept: "application/json" };
   if (state.token) headers.Authorization = `Bearer ${L.headerValue(state.token)}`;
-  const init = { method, headers, cache: "no-store" };
+  const init = { method, headers, cache: "no-store", signal };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -104,6 +129,7 @@ async function api(method, path, body) {
   try {
     response = await fetch(path, init);
   } catch {
+    if (signal?.aborted) throw new ApiError(-1, null, "aborted");
     throw new ApiError(0, null, "The server cannot be reached");
   }
   let data = null;
@@ -279,6 +305,10 @@ function applyInfo() {
   $("readonly-badge").hidden = !info.read_only;
   setText($("version"), info.version ? `v${info.version}` : "");
   renderTokenButton();
+  renderJob();
+  if (!state.schedules.loaded) refreshSchedules();
+  // a job named in the URL opens once the server has said whether it wants a token
+  if (state.job.id === null && hashJob()) openJobFromHash();
 }
 
 function openStream(ticket) {
@@ -396,9 +426,23 @@ function hashQueue() {
   return new URLSearchParams(location.hash.slice(1)).get("queue");
 }
 
+/** ``job=<queue>/<id>`` of the URL's fragment, or null. */
+function hashJob() {
+  return new URLSearchParams(location.hash.slice(1)).get("job");
+}
+
+/** The fragment says which queue is selected and which job is open: links can share both. */
+function writeHash() {
+  const params = new URLSearchParams();
+  if (state.selected) params.set("queue", state.selected);
+  if (state.job.id) params.set("job", `${state.job.queue}/${state.job.id}`);
+  const text = params.toString();
+  history.replaceState(null, "", text ? `#${text}` : location.pathname + location.search);
+}
+
 function selectQueue(name, { focus = false } = {}) {
   state.selected = name;
-  history.replaceState(null, "", `#queue=${encodeURIComponent(name)}`);
+  writeHash();
   $("f-queue").value = name;
   state.formQueueEdited = false;
   render();
@@ -413,6 +457,7 @@ function render() {
   renderSelected();
   renderCharts();
   refreshDlq();
+  watchJob();
 }
 
 function renderConnection() {
@@ -504,6 +549,14 @@ function renderSelected() {
   pause.dataset.paused = entry?.paused ? "1" : "0";
   if (!state.formQueueEdited && document.activeElement !== $("f-queue")) {
     $("f-queue").value = state.selected ?? ($("f-queue").value || "default");
+  }
+  // the other forms' queue follows the selection too, until one is typed in
+  for (const [id, edited] of [
+    ["j-queue", state.findQueueEdited || state.job.id !== null], // an open job shows its own
+    ["s-queue", state.scheduleQueueEdited],
+  ]) {
+    const input = $(id); // the schedule form is in the page only while it is open
+    if (input && !edited && document.activeElement !== input && state.selected) input.value = state.selected;
   }
 }
 
@@ -654,10 +707,13 @@ function dlqRow(queue, job) {
   const remove = h("button", { type: "button", class: "btn btn-sm btn-danger", "aria-label": `Delete job ${id}` }, "Delete");
   requeue.addEventListener("click", () => dlqAction(queue, id, "requeue", requeue));
   remove.addEventListener("click", () => dlqAction(queue, id, "delete", remove));
+  const attrs = { type: "button", class: "link-btn job-link", title: id, "aria-label": `Open job ${id}` };
+  const open = h("button", attrs, L.shortId(id));
+  open.addEventListener("click", () => openJob(queue, id));
   const row = h(
     "tr",
     {},
-    h("td", { class: "mono", title: id }, L.shortId(id)),
+    h("td", { class: "mono" }, open),
     h("td", { class: "num" }, `${job.attempts}/${job.max_retries}`),
     h("td", { class: "err", title: errorText || null }, errorText ? L.preview(errorText, 120) : "—"),
     h("td", { class: "payload", title: payload.length > 100 ? L.preview(payload, 2000) : null }, L.preview(payload, 100)),
@@ -718,6 +774,447 @@ async function dlqBulk(action) {
     if (document.activeElement?.disabled || document.activeElement === document.body) $("dlq-title").focus();
   } catch (err) {
     failed(err, action === "purge" ? "Purge failed" : "Requeue all failed");
+  }
+}
+
+// -- one job: find, follow, cancel -------------------------------------------------------------
+
+/** Forget the open job (a new ``gen``: answers still coming for it are dropped), then set ``fields``. */
+function resetJob(fields = {}) {
+  stopFollowing();
+  const job = state.job;
+  Object.assign(job, {
+    gen: job.gen + 1,
+    queue: null,
+    id: null,
+    data: null,
+    error: "",
+    actionError: "",
+    abortRequested: false,
+    again: false,
+    watchKey: "",
+    updatedAt: null,
+    ...fields,
+  });
+}
+
+/** Open the job ``id`` of ``queue`` in the job panel (and forget the one open before). */
+function openJob(queue, id, { focus = true } = {}) {
+  resetJob({ queue, id, watchKey: L.jobWatchKey(state.entries.get(queue)) });
+  $("j-queue").value = queue;
+  $("j-id").value = id;
+  writeHash();
+  renderJob();
+  fetchJob();
+  if (focus) {
+    $("job-card").scrollIntoView({ block: "nearest" });
+    $("job-card-title").focus({ preventScroll: true });
+  }
+}
+
+function closeJob() {
+  resetJob();
+  writeHash();
+  renderJob();
+  $("j-id").focus();
+}
+
+function openJobFromHash() {
+  const ref = hashJob();
+  if (!ref) return;
+  const parsed = L.parseJobRef({ id: ref });
+  if (parsed.error) return;
+  if (parsed.queue === state.job.queue && parsed.id === state.job.id) return;
+  openJob(parsed.queue, parsed.id, { focus: false });
+}
+
+function submitFind(event) {
+  event.preventDefault();
+  const parsed = L.parseJobRef(Object.fromEntries(new FormData(event.currentTarget)));
+  if (parsed.error) {
+    resetJob({ error: parsed.error });
+    writeHash();
+    renderJob();
+    return;
+  }
+  openJob(parsed.queue, parsed.id);
+}
+
+/** Read the open job once (no wait); then follow it while it may still change. */
+async function fetchJob() {
+  const job = state.job;
+  if (!job.id) return;
+  if (job.fetching) {
+    job.again = true;
+    return;
+  }
+  const gen = job.gen;
+  job.fetching = true;
+  try {
+    applyJob(await api("GET", L.jobPath(job.queue, job.id)), gen);
+  } catch (err) {
+    jobFailed(err, gen);
+  } finally {
+    job.fetching = false;
+    if (job.again) {
+      job.again = false;
+      if (job.gen === gen) fetchJob();
+    }
+  }
+}
+
+function applyJob(data, gen) {
+  const job = state.job;
+  if (gen !== job.gen || !data || typeof data !== "object") return;
+  job.data = data;
+  job.error = "";
+  job.updatedAt = Date.now();
+  if (data.state !== "inflight") job.abortRequested = false;
+  renderJob();
+  follow();
+}
+
+function jobFailed(err, gen) {
+  const job = state.job;
+  if (gen !== job.gen || err.status === -1) return;
+  job.error = err.message;
+  if (err.status === 404) {
+    job.data = null; // gone (or never was): nothing left to follow
+    stopFollowing();
+  }
+  renderJob();
+  if (err.status === 401) reauthenticate(true);
+}
+
+/**
+ * While the open job may still end (ready, delayed, in flight) and the page is seen,
+ * one ``?wait=`` request at a time waits for its end: the server answers as soon as
+ * the job is done, dead or cancelled (an abort shows at once), or after JOB_WAIT_S
+ * with the job as it is. What happens in between (claimed, retried) the snapshots
+ * tell: see :func:`watchJob`.
+ */
+async function follow() {
+  const job = state.job;
+  if (job.controller || !job.data || !L.ACTIVE_STATES.has(job.data.state)) return;
+  if (document.visibilityState === "hidden") return; // a hidden tab keeps no request open
+  const gen = job.gen;
+  const controller = new AbortController();
+  job.controller = controller;
+  renderJobLive();
+  try {
+    while (job.gen === gen && job.data && L.ACTIVE_STATES.has(job.data.state) && !controller.signal.aborted) {
+      try {
+        const path = `${L.jobPath(job.queue, job.id)}?wait=${L.JOB_WAIT_S}`;
+        const asked = Date.now();
+        const before = job.data.state;
+        const data = await api("GET", path, undefined, { signal: controller.signal });
+        if (job.gen !== gen || controller.signal.aborted) break;
+        // a server that answered at once with nothing new (it did not wait) is not asked
+        // again at once
+        if (data?.state === before && Date.now() - asked < 1000) await sleep(1000);
+        if (job.gen !== gen || controller.signal.aborted) break;
+        job.data = data;
+        job.error = "";
+        job.updatedAt = Date.now();
+        if (data.state !== "inflight") job.abortRequested = false;
+        renderJob();
+      } catch (err) {
+        if (job.gen !== gen || controller.signal.aborted) break;
+        if (err.status === 404 || err.status === 401) {
+          jobFailed(err, gen);
+          break;
+        }
+        // too many waits (429), a restart, a lost network: try again in a while; the
+        // snapshots keep the panel current meanwhile
+        await sleep(JOB_RETRY_MS);
+      }
+    }
+  } finally {
+    if (job.controller === controller) job.controller = null;
+    renderJobLive();
+  }
+}
+
+function stopFollowing() {
+  const job = state.job;
+  if (job.controller) {
+    job.controller.abort();
+    job.controller = null;
+  }
+}
+
+/** On a snapshot: read the open job again if its queue's counts moved (it may have). */
+function watchJob() {
+  const job = state.job;
+  if (!job.id || !job.data || !(L.ACTIVE_STATES.has(job.data.state) || job.data.state === "dead")) return;
+  const key = L.jobWatchKey(state.entries.get(job.queue));
+  if (key === job.watchKey) return;
+  job.watchKey = key;
+  fetchJob();
+}
+
+async function cancelJob() {
+  const job = state.job;
+  if (!job.id || !job.data) return;
+  const gen = job.gen;
+  const button = $("job-cancel");
+  const hadFocus = document.activeElement === button;
+  button.disabled = true;
+  try {
+    const result = await api("POST", L.jobPath(job.queue, job.id, "cancel"));
+    if (gen !== job.gen) return;
+    job.actionError = "";
+    job.abortRequested = result.state === "inflight";
+    job.data = { ...job.data, state: result.state };
+    renderJob();
+    showNotice(
+      result.state === "inflight"
+        ? `Abort requested for job ${L.shortId(job.id)}: its worker stops it within a second`
+        : `Cancelled job ${L.shortId(job.id)}`,
+      "ok",
+    );
+    fetchJob();
+  } catch (err) {
+    if (gen !== job.gen) return;
+    job.actionError = err.message;
+    if (err.status === 409 && typeof err.body?.state === "string") job.data = { ...job.data, state: err.body.state };
+    if (err.status === 404) job.data = null;
+    renderJob();
+    if (err.status === 401) reauthenticate(true);
+    else if (err.status !== 404) fetchJob();
+  } finally {
+    if (hadFocus && !button.disabled && !button.closest("[hidden]")) button.focus();
+    else if (hadFocus) $("job-card-title").focus();
+  }
+}
+
+function renderJob() {
+  const job = state.job;
+  const data = job.data;
+  const error = $("job-error");
+  const message = job.error || job.actionError;
+  error.hidden = !message;
+  setText(error, message);
+  $("job-detail").hidden = !data;
+  setText($("job-head-id"), job.id ? `· ${L.shortId(job.id)}` : "");
+  if (!data) {
+    renderJobLive();
+    return;
+  }
+  const badge = $("job-state");
+  badge.dataset.state = data.state;
+  setText(badge, job.abortRequested && data.state === "inflight" ? "inflight · abort requested" : String(data.state));
+  setText($("job-full-id"), String(data.id ?? job.id));
+  setText($("job-queue-name"), String(data.queue ?? job.queue));
+  setText($("job-attempts"), `${data.attempts}/${data.max_retries}`);
+  setText($("job-priority"), String(data.priority ?? "—"));
+  setTime($("job-created"), data.created_at);
+  setTime($("job-finished"), data.finished_at);
+  const timeout = Number.isFinite(data.timeout_ms) ? `${L.formatCount(data.timeout_ms)} ms` : "worker's default";
+  setText($("job-timeout"), timeout);
+  setText($("job-key"), data.idempotency_key ? String(data.idempotency_key) : "—");
+  $("job-error-block").hidden = !data.last_error;
+  setText($("job-last-error"), String(data.last_error ?? ""));
+  setText($("job-payload"), L.prettyText(data.payload));
+  const result = L.resultText(data);
+  $("job-result-block").hidden = result === null;
+  setText($("job-result"), result ?? "");
+  setText($("job-result-type"), data.result_type === "bytes" ? "(bytes, as UTF-8 text)" : "");
+  const label = L.cancelLabel(data.state);
+  const cancel = $("job-cancel");
+  cancel.hidden = label === null;
+  setText(cancel, label ?? "Cancel");
+  cancel.setAttribute("aria-label", `${label ?? "Cancel"} job ${job.id}`);
+  cancel.disabled = Boolean(state.info?.read_only) || job.abortRequested;
+  renderJobLive();
+}
+
+/** An ISO time as "2025-01-02 10:11:12" in this browser's time zone (the ISO text as its title), or "—". */
+function setTime(el, iso) {
+  const ms = L.parseTime(iso);
+  el.title = Number.isFinite(ms) ? String(iso) : "";
+  setText(el, Number.isFinite(ms) ? L.formatDateTime(ms) : "—");
+}
+
+function renderJobLive() {
+  const job = state.job;
+  let text = "";
+  if (job.data && job.updatedAt) {
+    text = `read ${L.formatClock(job.updatedAt)}`;
+    if (job.controller) text += " · following";
+  }
+  setText($("job-live"), text);
+}
+
+// -- schedules ---------------------------------------------------------------------------------
+
+/** Whether the schedules panel is on screen, in a tab that is seen, on a page that is connected. */
+function schedulesSeen() {
+  return Boolean(state.info) && state.schedules.inView && document.visibilityState !== "hidden";
+}
+
+/** Read the schedules if they are seen and older than SCHEDULES_REFRESH_MS. */
+function refreshStaleSchedules() {
+  const age = Date.now() + state.clockOffset - state.schedules.fetchedAt;
+  if (schedulesSeen() && age >= SCHEDULES_REFRESH_MS) refreshSchedules();
+}
+
+async function refreshSchedules() {
+  const schedules = state.schedules;
+  if (schedules.loading) return;
+  schedules.loading = true;
+  try {
+    const rows = await api("GET", "/api/schedules");
+    schedules.rows = Array.isArray(rows) ? rows : [];
+    schedules.error = "";
+    schedules.loaded = true;
+  } catch (err) {
+    schedules.error = `Loading the schedules failed: ${err.message}`;
+  } finally {
+    schedules.fetchedAt = Date.now() + state.clockOffset;
+    schedules.loading = false;
+  }
+  renderSchedules();
+}
+
+function renderSchedules() {
+  const { rows, error, loaded } = state.schedules;
+  $("schedules-body").replaceChildren(...rows.map(scheduleRow));
+  $("schedules-table").hidden = rows.length === 0;
+  $("schedules-empty").hidden = rows.length > 0 || !loaded;
+  setText($("schedules-summary"), rows.length ? `· ${rows.length}` : "");
+  $("schedules-error").hidden = !error;
+  setText($("schedules-error"), error);
+  updateScheduleTimes();
+}
+
+function timeCell(iso, none, kind) {
+  const ms = L.parseTime(iso);
+  const cell = h("td", { class: `num when ${kind}`, title: Number.isFinite(ms) ? String(iso) : null });
+  if (!Number.isFinite(ms)) {
+    cell.append(h("span", { class: "muted" }, none));
+    return cell;
+  }
+  cell.dataset.at = String(ms);
+  cell.append(h("span", { class: "rel" }), h("span", { class: "abs" }, L.formatDateTime(ms)));
+  return cell;
+}
+
+function scheduleRow(schedule) {
+  const name = String(schedule.name);
+  const payload = String(schedule.payload ?? "");
+  const remove = h(
+    "button",
+    { type: "button", class: "btn btn-sm btn-danger", "aria-label": `Delete schedule ${name}` },
+    "Delete",
+  );
+  remove.addEventListener("click", () => deleteSchedule(name, remove));
+  const row = h(
+    "tr",
+    {},
+    h("td", { class: "mono name" }, name),
+    h("td", { class: "mono cron" }, String(schedule.cron ?? "")),
+    h("td", { class: "tz" }, String(schedule.timezone ?? "UTC")),
+    h("td", { class: "mono queue" }, String(schedule.queue ?? "")),
+    timeCell(schedule.next_fire_at, "none", "next"),
+    timeCell(schedule.last_fire_at, "never", "last"),
+    h("td", { class: "payload", title: payload.length > 60 ? L.preview(payload, 2000) : null }, L.preview(payload, 60)),
+    h("td", { class: "actions", "data-mutating": true }, remove),
+  );
+  row.dataset.name = name;
+  return row;
+}
+
+/** The relative times ("in 3 min", "5 min ago") follow the clock between fetches. */
+function updateScheduleTimes() {
+  const now = Date.now() + state.clockOffset;
+  for (const cell of $("schedules-body").querySelectorAll("td.when[data-at]")) {
+    const delta = Number(cell.dataset.at) - now;
+    const text = cell.classList.contains("next") ? L.formatNextFire(delta) : L.formatRelative(delta);
+    setText(cell.querySelector(".rel"), text);
+  }
+}
+
+/** The "new schedule" form enters the page from its template, and leaves it when closed. */
+function openScheduleForm() {
+  const slot = $("schedule-form-slot");
+  if (!$("schedule-form")) {
+    slot.replaceChildren($("schedule-form-template").content.cloneNode(true));
+    $("schedule-form").addEventListener("submit", submitSchedule);
+    $("schedule-close").addEventListener("click", closeScheduleForm);
+    $("s-queue").addEventListener("input", () => {
+      state.scheduleQueueEdited = true;
+    });
+    $("schedule-form").addEventListener("keydown", (event) => {
+      if (event.key === "Escape") closeScheduleForm();
+    });
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone && zone !== "UTC") $("s-zones").append(h("option", { value: zone }));
+    state.scheduleQueueEdited = false;
+    $("s-queue").value = state.selected ?? "";
+  }
+  $("schedule-new").setAttribute("aria-expanded", "true");
+  $("s-name").focus();
+}
+
+function closeScheduleForm() {
+  $("schedule-form-slot").replaceChildren();
+  $("schedule-new").setAttribute("aria-expanded", "false");
+  $("schedule-new").focus();
+}
+
+async function submitSchedule(event) {
+  event.preventDefault();
+  const out = $("schedule-result");
+  out.className = "result";
+  const request = L.buildScheduleRequest(Object.fromEntries(new FormData(event.currentTarget)));
+  if (request.error) {
+    out.classList.add("error");
+    setText(out, request.error);
+    return;
+  }
+  const submit = $("schedule-submit");
+  submit.disabled = true;
+  setText(out, "Saving…");
+  try {
+    const saved = await api("POST", "/api/schedules", request.body);
+    out.classList.add("ok");
+    const next = L.parseTime(saved?.next_fire_at);
+    const when = Number.isFinite(next) ? `, next ${L.formatDateTime(next)}` : "";
+    const replaced = state.schedules.rows.some((s) => s.name === request.body.name);
+    setText(out, `${replaced ? "Replaced" : "Added"} schedule ${request.body.name}${when}`);
+    $("s-name").value = "";
+    $("s-cron").value = "";
+    $("s-name").focus();
+    await refreshSchedules();
+  } catch (err) {
+    out.classList.add("error");
+    setText(out, err.message);
+    if (err.status === 401) reauthenticate(true);
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+async function deleteSchedule(name, button) {
+  const ok = await confirmAction(
+    "Delete this schedule?",
+    `Schedule ${name} stops firing. The jobs it has enqueued already stay.`,
+    "Delete",
+  );
+  if (!ok) return;
+  button.disabled = true;
+  try {
+    await api("DELETE", L.schedulePath(name));
+    state.schedules.rows = state.schedules.rows.filter((s) => s.name !== name);
+    renderSchedules();
+    showNotice(`Deleted schedule ${name}`, "ok");
+    $("schedules-title").focus();
+    refreshSchedules();
+  } catch (err) {
+    button.disabled = false;
+    failed(err, "Deleting the schedule failed");
+    if (err.status === 404) refreshSchedules();
   }
 }
 
@@ -838,18 +1335,52 @@ function wire() {
   window.addEventListener("hashchange", () => {
     const wanted = hashQueue();
     if (wanted && state.entries.has(wanted)) selectQueue(wanted);
+    if (state.info) openJobFromHash();
   });
+
+  $("job-find").addEventListener("submit", submitFind);
+  $("job-close").addEventListener("click", closeJob);
+  $("job-cancel").addEventListener("click", cancelJob);
+  $("j-queue").addEventListener("input", () => {
+    state.findQueueEdited = true;
+  });
+  $("schedule-new").addEventListener("click", openScheduleForm);
+  $("schedules-refresh").addEventListener("click", () => refreshSchedules());
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") {
+      stopFollowing(); // a hidden tab holds no request open; the snapshots still update it
+      renderJobLive();
+      return;
+    }
+    follow();
+    refreshStaleSchedules();
+  });
+  new IntersectionObserver((entries) => {
+    state.schedules.inView = entries.some((entry) => entry.isIntersecting);
+    refreshStaleSchedules();
+  }).observe($("schedules-card"));
 
   setInterval(() => {
     renderConnection();
     updateAges();
+    updateScheduleTimes();
+    const schedules = state.schedules;
+    const now = Date.now() + state.clockOffset;
+    if (schedulesSeen() && L.schedulesDue(schedules.rows, now, schedules.fetchedAt)) {
+      refreshSchedules(); // a schedule fired: it has a new next fire time
+    }
   }, 1000);
+  setInterval(() => {
+    if (schedulesSeen()) refreshSchedules();
+  }, SCHEDULES_REFRESH_MS);
 }
 
 function start() {
   wire();
   renderSelected();
   renderDlq();
+  renderJob();
+  renderSchedules();
   renderCharts();
   renderConnection();
   const seen = storage(localStorage);

@@ -336,3 +336,162 @@ export function describeError(status, body, fallback = "request failed") {
     body && typeof body === "object" && typeof body.error === "string" ? body.error : fallback;
   return status ? `${status} · ${message}` : message;
 }
+
+// -- one job ---------------------------------------------------------------------------
+
+export const JOB_ID_RE = /^[0-9a-f]{32}$/;
+/** States a job can still leave by itself: the detail keeps following it. */
+export const ACTIVE_STATES = new Set(["ready", "inflight", "delayed"]);
+/** The longest ``?wait=`` the job detail asks for (the server takes up to 60 s). */
+export const JOB_WAIT_S = 25;
+
+function checkQueue(raw) {
+  const queue = String(raw ?? "").trim();
+  return QUEUE_NAME_RE.test(queue) && queue !== "." && queue !== ".." ? queue : null;
+}
+
+/**
+ * The job a "find job" form names: ``{queue, id}``, or ``{error}``. The id may be
+ * pasted with spaces around it or in capitals; ``queue/id`` in the id field names
+ * both at once.
+ */
+export function parseJobRef(form) {
+  let queueText = form.queue;
+  let idText = String(form.id ?? "").trim();
+  const slash = idText.lastIndexOf("/");
+  if (slash > 0) {
+    queueText = idText.slice(0, slash);
+    idText = idText.slice(slash + 1);
+  }
+  const queue = checkQueue(queueText);
+  if (!queue) return { error: "Queue: 1–64 characters of A–Z a–z 0–9 . _ -" };
+  const id = idText.trim().toLowerCase();
+  if (!JOB_ID_RE.test(id)) return { error: "Job id: 32 hexadecimal characters" };
+  return { queue, id };
+}
+
+/** The path of a job, or of one of its actions (``"cancel"``). */
+export function jobPath(queue, id, action = "") {
+  const base = `/api/queues/${encodeURIComponent(queue)}/jobs/${encodeURIComponent(id)}`;
+  return action ? `${base}/${action}` : base;
+}
+
+/** What the cancel button of a job in ``state`` says: "Abort" while it runs, else "Cancel"; null if none. */
+export function cancelLabel(state) {
+  if (state === "inflight") return "Abort";
+  return ACTIVE_STATES.has(state) ? "Cancel" : null;
+}
+
+/** Text pretty-printed as JSON when it is a JSON object or array, else as it is. */
+export function prettyText(text) {
+  const raw = String(text ?? "");
+  const trimmed = raw.trim();
+  if (!/^[[{]/.test(trimmed)) return raw;
+  try {
+    return JSON.stringify(JSON.parse(trimmed), null, 2);
+  } catch {
+    return raw;
+  }
+}
+
+/** A job's result as text: ``null`` when none is kept, bytes as their text, JSON pretty. */
+export function resultText(job) {
+  if (!job || job.result === null || job.result === undefined) return null;
+  if (job.result_type === "bytes") return String(job.result);
+  return JSON.stringify(job.result, null, 2) ?? String(job.result);
+}
+
+/** A key that changes whenever a job of this queue may have moved (a snapshot entry). */
+export function jobWatchKey(entry) {
+  if (!entry) return "";
+  return ["queue", "ready", "inflight", "delayed", "dlq", "processed_total", "dead_total"]
+    .map((field) => entry[field])
+    .join(":");
+}
+
+// -- times -----------------------------------------------------------------------------
+
+/** "YYYY-MM-DD HH:MM:SS" of a time in ms, in the page's time zone; "—" if unknown. */
+export function formatDateTime(ms) {
+  if (typeof ms !== "number" || !Number.isFinite(ms)) return "—";
+  const d = new Date(ms);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${formatClock(ms)}`;
+}
+
+/** Milliseconds of an ISO 8601 time; ``NaN`` for null or what cannot be read. */
+export function parseTime(iso) {
+  return typeof iso === "string" ? Date.parse(iso) : NaN;
+}
+
+/** How far a time is: "in 42 s", "in 3 min", "in 2 h 5 min", "in 3 d 4 h", "5 min ago", "now". */
+export function formatRelative(deltaMs) {
+  if (typeof deltaMs !== "number" || Number.isNaN(deltaMs)) return "—";
+  const seconds = Math.round(Math.abs(deltaMs) / 1000);
+  if (seconds < 1) return "now";
+  let text;
+  if (seconds < 60) text = `${seconds} s`;
+  else {
+    const minutes = Math.round(seconds / 60);
+    if (minutes < 60) text = `${minutes} min`;
+    else {
+      const hours = Math.floor(minutes / 60);
+      const rest = minutes % 60;
+      if (hours < 24) text = rest ? `${hours} h ${rest} min` : `${hours} h`;
+      else {
+        const days = Math.floor(hours / 24);
+        text = hours % 24 ? `${days} d ${hours % 24} h` : `${days} d`;
+      }
+    }
+  }
+  return deltaMs > 0 ? `in ${text}` : `${text} ago`;
+}
+
+/**
+ * A next fire time: as :func:`formatRelative`, but "due now" once it passed (the
+ * schedule is firing; the page reads the list again soon).
+ */
+export function formatNextFire(deltaMs) {
+  return deltaMs < 0 ? "due now" : formatRelative(deltaMs);
+}
+
+// -- schedules -------------------------------------------------------------------------
+
+export const SCHEDULE_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * The request the "add schedule" form stands for: ``{body}`` or ``{error}``. The cron
+ * expression and the time zone are the server's to judge (its message is shown); an
+ * empty time zone is left out (the server's default, UTC).
+ */
+export function buildScheduleRequest(form) {
+  const name = String(form.name ?? "").trim();
+  if (!SCHEDULE_NAME_RE.test(name) || name === "." || name === "..") {
+    return { error: "Name: 1–64 characters of A–Z a–z 0–9 . _ -" };
+  }
+  const cron = String(form.cron ?? "").trim();
+  if (!cron) return { error: "Cron: a cron expression, such as */5 * * * *" };
+  const queue = checkQueue(form.queue);
+  if (!queue) return { error: "Queue: 1–64 characters of A–Z a–z 0–9 . _ -" };
+  const body = { name, cron, queue, payload: String(form.payload ?? "") };
+  const timezone = String(form.timezone ?? "").trim();
+  if (timezone) body.timezone = timezone;
+  return { body };
+}
+
+/** The path of one schedule. */
+export function schedulePath(name) {
+  return `/api/schedules/${encodeURIComponent(name)}`;
+}
+
+/**
+ * Whether the list should be fetched again: some next fire time passed more than
+ * ``graceMs`` ago (the schedule has a new one by now), and the last fetch is older than it.
+ */
+export function schedulesDue(schedules, nowMs, fetchedAtMs, graceMs = 2000) {
+  if (nowMs - fetchedAtMs < graceMs) return false;
+  return schedules.some((s) => {
+    const next = parseTime(s.next_fire_at);
+    return Number.isFinite(next) && next + graceMs <= nowMs && next >= fetchedAtMs - graceMs;
+  });
+}

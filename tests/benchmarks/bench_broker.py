@@ -28,15 +28,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import redis
 import trio
+from benchdoc import DOC, write_section  # a sibling script, not a package
 
 from relay_trio.broker import Broker, open_broker
 from relay_trio.embedded import embedded_redis
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench-broker:begin -->", "<!-- bench-broker:end -->"
 PAYLOAD = b"0123456789abcdef"
 
@@ -148,16 +147,6 @@ def report(
     return "\n".join(lines)
 
 
-def write(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=100_000)
@@ -169,7 +158,7 @@ def main() -> int:
         results = trio.run(run_all, url, args.jobs, args.repeat)
         section = report(results, url, args)
     if args.write:
-        write(section)
+        write_section(BEGIN, END, section)
         print(f"wrote {DOC}")
     return 0
 

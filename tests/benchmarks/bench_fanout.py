@@ -89,8 +89,8 @@ from bench_hub_load import (  # a sibling script, not a package
     machine_facts,
     raise_nofile,
     server_metrics,
-    write_section,
 )
+from benchdoc import write_section  # likewise
 from sse_clients import EpollSSEClients  # likewise
 
 from relay_trio.embedded import embedded_redis

@@ -49,13 +49,13 @@ import redis
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchdoc import DOC, write_section  # a sibling script, not a package
 from sse_clients import EpollSSEClients  # a sibling script, not a package
 
 from relay_trio.broker import Broker, open_broker
 from relay_trio.embedded import _pdeathsig_preexec, embedded_redis
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench-hub-load:begin -->", "<!-- bench-hub-load:end -->"
 PREFIX = "benchhub"
 READY_RE = re.compile(r"relay-trio server on http://([0-9.]+):(\d+)")
@@ -204,17 +204,6 @@ def machine_facts(redis_url: str) -> str:
         f"{os.cpu_count()} cores, Python {platform.python_version()}, Redis {version} "
         "on the same host over TCP loopback"
     )
-
-
-def write_section(begin: str, end: str, section: str) -> None:
-    """Replace the text between ``begin`` and ``end`` in docs/benchmarks.md (or append)."""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
 
 
 # -- this benchmark --------------------------------------------------------------------

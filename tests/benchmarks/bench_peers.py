@@ -51,11 +51,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from benchdoc import DOC, write_section  # a sibling script, not a package
 
 from relay_trio.embedded import embedded_redis
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench-peers:begin -->", "<!-- bench-peers:end -->"
 DRIVERS = Path(__file__).resolve().parent / "peers"
 VENVS = ROOT / ".bench-venvs"
@@ -690,16 +690,6 @@ def goals(results: Results, peers: list[Peer]) -> list[str]:
     return rows or ["- relay-trio did not run"]
 
 
-def write(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
-
-
 DEFAULTS = {
     False: {"jobs": 20_000, "repeat": 3, "samples": 200, "interval": 0.02},
     True: {"jobs": 2_000, "repeat": 1, "samples": 30, "interval": 0.02},
@@ -754,7 +744,7 @@ def main() -> int:
     print(section)
     print(f"\ntotal {time.monotonic() - began:.0f} s; command: {shlex.join(sys.argv)}")
     if args.write:
-        write(section)
+        write_section(BEGIN, END, section)
         print(f"wrote {DOC}")
     required = {p.name for p in peers if not p.optional}
     return 1 if required & set(results.failed) else 0

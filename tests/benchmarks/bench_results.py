@@ -37,12 +37,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
+from benchdoc import DOC, write_section  # a sibling script, not a package
 
 from relay_trio.embedded import embedded_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = ROOT / "tests" / "benchmarks" / "peers" / "relay_trio_driver.py"
-DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 BASELINE = "c14a413"
 """main before issue 11 (tasks, results, schedules, cancel) began."""
@@ -159,16 +159,6 @@ def report(rates: dict[str, list[float]], url: str, args: argparse.Namespace) ->
     return "\n".join(lines)
 
 
-def write(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20_000)
@@ -181,7 +171,7 @@ def main() -> int:
         section = report(rates, url, args)
     print(section)
     if args.write:
-        write(section)
+        write_section(BEGIN, END, section)
         print(f"wrote {DOC}")
     return 0
 
