@@ -207,9 +207,9 @@ class Broker:
         return await self.io.drive(self.core.ack(job, result))
 
     async def ack_many(
-        self, jobs: Sequence[Job], results: Sequence[object] | None = None
+        self, jobs: Sequence[Job], results: Sequence[object] | None = None, *, encoded: bool = False
     ) -> list[bool]:
-        return await self.io.drive(self.core.ack_many(jobs, results))
+        return await self.io.drive(self.core.ack_many(jobs, results, encoded=encoded))
 
     async def nack(self, job: Job, error: str = "", *, dead: bool = False) -> NackResult:
         return await self.io.drive(self.core.nack(job, error, dead=dead))

@@ -68,6 +68,10 @@ def encode_result(value: object) -> bytes:
     return b"j" + text.encode()
 
 
+NULL_RESULT = b"jnull"
+"""The encoded result of a handler that returned None."""
+
+
 class JobOps:
     """Enqueue, claim, ack, nack, release, extend, cancel: see the module doc."""
 
@@ -219,7 +223,7 @@ class JobOps:
         return acked
 
     def ack_many(
-        self, jobs: Sequence[Job], results: Sequence[object] | None = None
+        self, jobs: Sequence[Job], results: Sequence[object] | None = None, *, encoded: bool = False
     ) -> Op[list[bool]]:
         """Ack several jobs in one round trip (grouped per queue); a bool per job.
 
@@ -227,15 +231,23 @@ class JobOps:
         ``result_ttl_s`` in state ``done``; with ``result_ttl_s`` 0 the job is
         deleted at once and no result is sent. A result JSON cannot encode is
         :class:`InvalidInput` before anything is sent (the worker stores its
-        ``repr`` instead)."""
+        ``repr`` instead). With ``encoded`` the results are
+        :func:`encode_result`'s bytes already."""
         ttl_ms = self.result_ttl_s * 1000
         if ttl_ms:
-            encoded = [encode_result(r) for r in (results or [None] * len(jobs))]
-            if len(encoded) != len(jobs):
+            given = results or [None] * len(jobs)
+            if encoded:
+                for r in given:
+                    if not isinstance(r, bytes) or r[:1] not in (b"j", b"b"):
+                        raise InvalidInput("results", "encoded results are encode_result()'s")
+                values = list(given)
+            else:
+                values = [encode_result(r) for r in given]
+            if len(values) != len(jobs):
                 raise InvalidInput("results", "give one result per job")
-            extra: Callable[[int], tuple[Any, ...]] = lambda i: (encoded[i],)  # noqa: E731
+            extra: Callable[[int], tuple[Any, ...]] | None = lambda i: (values[i],)  # noqa: E731
         else:
-            extra = lambda i: ()  # noqa: E731
+            extra = None
         by_queue, replies = yield from self._per_lease(
             "ack",
             jobs,
@@ -316,7 +328,7 @@ class JobOps:
         jobs: Sequence[Job],
         keys: Callable[[QueueKeys], list[str]],
         head: Callable[[QueueKeys], list[Any]],
-        extra: Callable[[int], tuple[Any, ...]] = lambda i: (),
+        extra: Callable[[int], tuple[Any, ...]] | None = None,
     ) -> Op[tuple[dict[str, list[int]], list[Any]]]:
         """Run script ``name`` once per queue of ``jobs`` — KEYS ``keys(q)``, ARGV
         ``head(q)`` then each job's id, lease and ``extra(index)`` — all in one
@@ -330,8 +342,12 @@ class JobOps:
         for queue, indexes in by_queue.items():
             q = self.keys.queue(queue)
             args = head(q)
-            for index in indexes:
-                args += (jobs[index].id, jobs[index].lease, *extra(index))
+            if extra is None:
+                for index in indexes:
+                    args += (jobs[index].id, jobs[index].lease)
+            else:
+                for index in indexes:
+                    args += (jobs[index].id, jobs[index].lease, *extra(index))
             steps.append(Script(name, keys(q), args))
         replies = yield Call(steps)
         for indexes, reply in zip(by_queue.values(), replies, strict=True):

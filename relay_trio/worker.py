@@ -33,8 +33,9 @@ concurrency limit. Its tasks, all in the nursery of :meth:`Worker.serve`:
 
 **Results.** What a handler returns is kept as the job's result (state
 ``done``) for the broker's ``result_ttl_s``; a value that is neither bytes nor
-JSON-encodable is kept as its ``repr`` text (and logged). Inside a handler,
-:func:`relay_trio.current_job` is the running job. A handler that raises
+JSON-encodable is kept as its ``repr`` text (and logged). A handler gets its
+job as its argument; a task function (:mod:`relay_trio.tasks`, which sets it)
+reads it from :func:`relay_trio.current_job`. A handler that raises
 :class:`~relay_trio.Reject` dead-letters its job at once.
 
 **The worker never dies of a job.** Whatever a handler raises (any exception,
@@ -76,7 +77,7 @@ import trio
 
 from ._errors import ConfigError, Reject, RelayError
 from .broker import SWEEP_LIMIT, Broker
-from .context import job_context
+from .broker_jobs import NULL_RESULT
 from .job import Job
 from .scheduler import run_scheduler
 from .worker_config import (
@@ -116,7 +117,7 @@ class Worker:
         # finished (to ack) or given back (to release), not yet confirmed by Redis;
         # a later claim of the same job replaces the entry with its new lease
         self._to_ack: dict[tuple[str, str], Job] = {}
-        self._results: dict[tuple[str, str], object] = {}
+        self._results: dict[tuple[str, str], bytes] = {}
         self._keep_results = broker.result_ttl_s > 0
         self._to_release: dict[tuple[str, str], Job] = {}
         self._finisher_wake = trio.Event()
@@ -293,13 +294,10 @@ class Worker:
                 run.scope = scope
                 if run.aborted:
                     scope.cancel()
-                with job_context(run.job):
-                    if lane.is_async:
-                        value = await handler(run.job)
-                    else:  # a thread cannot be cancelled: an abort abandons it
-                        value = await trio.to_thread.run_sync(
-                            handler, run.job, abandon_on_cancel=True
-                        )
+                if lane.is_async:
+                    value = await handler(run.job)
+                else:  # a thread cannot be cancelled: an abort abandons it
+                    value = await trio.to_thread.run_sync(handler, run.job, abandon_on_cancel=True)
             if run.aborted:
                 self.stats.aborted += 1
                 try:
@@ -408,8 +406,8 @@ class Worker:
             if releasing:
                 results = await self.broker.release_many(batch)
             elif self._keep_results:
-                values = [self._results.get(key(job)) for job in batch]
-                results = await self.broker.ack_many(batch, values)
+                values = [self._results.get(key(job), NULL_RESULT) for job in batch]
+                results = await self.broker.ack_many(batch, values, encoded=True)
             else:
                 results = await self.broker.ack_many(batch)
         except RelayError as exc:
@@ -420,7 +418,8 @@ class Worker:
             if pending.get(key(job)) is not job:
                 continue  # claimed again meanwhile: finish it under its new lease
             del pending[key(job)]
-            self._results.pop(key(job), None)
+            if self._results:
+                self._results.pop(key(job), None)
             if releasing:
                 self.stats.released += ok
             elif ok:

@@ -103,14 +103,13 @@ def cancelled_part(exc: BaseException) -> BaseException | None:
     return None
 
 
-def storable(value: object, job: Job) -> object:
-    """``value`` if the ack can store it (bytes, or JSON), else its ``repr``."""
+def storable(value: object, job: Job) -> bytes:
+    """``value`` encoded for the ack (bytes, or JSON); else its ``repr``, as JSON text."""
     try:
-        encode_result(value)
+        return encode_result(value)
     except RelayError as exc:
         log.warning("job %s returned a value that is not JSON: kept as its repr (%s)", job.id, exc)
-        return repr(value)[:4096]
-    return value
+        return encode_result(repr(value)[:4096])
 
 
 def is_async(handler: Handler) -> bool:

@@ -21,7 +21,6 @@ from relay_trio import (
     QueueHandler,
     Reject,
     ResultTimeout,
-    current_job,
 )
 from relay_trio.job import Job
 
@@ -226,7 +225,7 @@ async def test_the_worker_keeps_what_handlers_return(broker: Broker) -> None:
     seen: list[str] = []
 
     async def handler(job: Job) -> object:
-        seen.append(current_job().id)
+        seen.append(job.id)
         return {"payload": job.payload.decode()}
 
     ids = [(await broker.enqueue(Q, f"p{i}")).id for i in range(5)]

@@ -23,15 +23,21 @@ local out, flying, waiting, hashes, done, kept = {}, {}, {}, {}, {}, {}
 for i = 3, #ARGV, stride do
   local id, lease = ARGV[i], ARGV[i + 1]
   local jk = base .. 'job:' .. id
-  local cur = redis.call('HMGET', jk, 'state', 'lease', 'reaped_lease', 'waiters',
-    'cancel_requested')
+  local cur
+  if ttl > 0 then
+    cur = redis.call('HMGET', jk, 'state', 'lease', 'reaped_lease', 'waiters', 'cancel_requested')
+  else
+    cur = redis.call('HMGET', jk, 'state', 'lease', 'reaped_lease', 'waiters')
+  end
   local live = cur[1] == 'inflight' and cur[2] == lease
   local reaped = cur[1] == 'ready' and cur[3] == lease
   if (live or reaped) and not done[id] then
     done[id] = true
     if live then flying[#flying + 1] = id else waiting[#waiting + 1] = id end
     hashes[#hashes + 1] = jk
-    kept[#kept + 1] = {id, jk, ARGV[i + 2], cur[4], cur[3] or cur[4] or cur[5]}
+    if ttl > 0 or cur[4] then
+      kept[#kept + 1] = {id, jk, ARGV[i + 2], cur[4], cur[3] or cur[4] or cur[5]}
+    end
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
@@ -60,7 +66,9 @@ if #hashes > 0 then
   else
     in_chunks(hashes, function(...) redis.call('DEL', ...) end)
   end
-  for _, k in ipairs(kept) do notify_end(base, k[1], k[4]) end
+  for _, k in ipairs(kept) do
+    if k[4] then notify_end(base, k[1], k[4]) end
+  end
   redis.call('INCRBY', KEYS[2], #hashes)
 end
 return out
