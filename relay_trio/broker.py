@@ -334,11 +334,11 @@ class Broker:
     async def beat_worker(self, worker_id: str, info: dict[str, Any], ttl_ms: int) -> int:
         return await self.io.drive(self.core.beat_worker(worker_id, info, ttl_ms))
 
-    async def leave_worker(self, worker_id: str, ttl_ms: int) -> None:
-        await self.io.drive(self.core.leave_worker(worker_id, ttl_ms))
+    async def leave_worker(self, worker_id: str) -> None:
+        await self.io.drive(self.core.leave_worker(worker_id))
 
-    async def workers(self, ttl_ms: int) -> list[WorkerInfo]:
-        return await self.io.drive(self.core.workers(ttl_ms))
+    async def workers(self) -> list[WorkerInfo]:
+        return await self.io.drive(self.core.workers())
 
     # -- the connection -------------------------------------------------------------
 

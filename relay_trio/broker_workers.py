@@ -4,9 +4,10 @@
 :class:`~relay_trio.broker_core.BrokerCore`. Each worker process beats every
 few seconds: its description (JSON: id, host, pid, queues, concurrency,
 version, started_at, running jobs ...) is stored under a key that expires after
-the TTL, and its id is scored with the Redis time in a zset, so listing needs no
-SCAN and a worker killed without a word disappears once its TTL passes. Both
-keys carry the ``{workers}`` hash tag (one Cluster slot).
+its own TTL, and its id is scored with the Redis time in a zset, so listing
+needs no SCAN and a worker killed without a word disappears once its TTL
+passes (its info key is the truth; the zset only indexes it). Both keys carry
+the ``{workers}`` hash tag (one Cluster slot).
 """
 
 from __future__ import annotations
@@ -50,27 +51,22 @@ class WorkerOps(ScheduleOps):
         (now,) = yield script(
             "worker_beat",
             [k.workers_seen, k.worker_info_prefix + worker_id],
-            [worker_id, text, ttl_ms],
+            [worker_id, text, ttl_ms, WORKER_TTL_MAX_MS],
         )
         return int(now)
 
-    def leave_worker(self, worker_id: str, ttl_ms: int) -> Op[None]:
+    def leave_worker(self, worker_id: str) -> Op[None]:
         """Remove worker ``worker_id`` from the registry (a clean shutdown)."""
         _check_id(worker_id)
-        check_int("ttl_ms", ttl_ms, WORKER_TTL_MIN_MS, WORKER_TTL_MAX_MS)
-        k = self.keys
-        yield script(
-            "worker_beat",
-            [k.workers_seen, k.worker_info_prefix + worker_id],
-            [worker_id, "", ttl_ms],
-        )
+        keys = [self.keys.workers_seen, self.keys.worker_info_prefix + worker_id]
+        yield script("worker_beat", keys, [worker_id, "", 0, WORKER_TTL_MAX_MS])
 
-    def workers(self, ttl_ms: int) -> Op[list[WorkerInfo]]:
-        """The workers seen within ``ttl_ms``, by id; an entry whose description
-        does not decode (written by something else) is left out."""
-        check_int("ttl_ms", ttl_ms, WORKER_TTL_MIN_MS, WORKER_TTL_MAX_MS)
+    def workers(self) -> Op[list[WorkerInfo]]:
+        """The live workers (their own TTL has not passed since their last beat),
+        by id; an entry whose description does not decode (written by something
+        else) is left out."""
         k = self.keys
-        (flat,) = yield script("workers", [k.workers_seen], [k.worker_info_prefix, ttl_ms])
+        (flat,) = yield script("workers", [k.workers_seen], [k.worker_info_prefix])
         out: list[WorkerInfo] = []
         for worker_id, seen, text in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
             try:
