@@ -33,6 +33,9 @@ from .broker_admin import (
     BURST_MAX,
     DLQ_PAGE_DEFAULT,
     DLQ_PAGE_MAX,
+    JOBS_PAGE_DEFAULT,
+    JOBS_PAGE_MAX,
+    LISTED_STATES,
     MAX_DLQ_OFFSET,
     RATE_MAX,
     RATE_MIN,
@@ -282,6 +285,11 @@ class Broker:
     ) -> list[Job]:
         return await self.io.drive(self.core.dlq_list(queue, limit, offset))
 
+    async def jobs_page(
+        self, queue: str, state: str, limit: int = JOBS_PAGE_DEFAULT, offset: int = 0
+    ) -> list[Job]:
+        return await self.io.drive(self.core.jobs_page(queue, state, limit, offset))
+
     async def dlq_requeue(self, queue: str, job_id: str) -> None:
         await self.io.drive(self.core.dlq_requeue(queue, job_id))
 
@@ -399,6 +407,9 @@ __all__ = [
     "DLQ_PAGE_DEFAULT",
     "DLQ_PAGE_MAX",
     "ENQUEUE_CHUNK",
+    "JOBS_PAGE_DEFAULT",
+    "JOBS_PAGE_MAX",
+    "LISTED_STATES",
     "MAX_CLAIM",
     "MAX_DLQ_OFFSET",
     "MAX_ENQUEUE_MANY",

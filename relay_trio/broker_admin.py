@@ -19,16 +19,29 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import job as jobmod
-from ._errors import JobNotFound, QueueNotEmpty, QueueNotFound
+from ._errors import InvalidInput, JobNotFound, QueueNotEmpty, QueueNotFound
 from ._validate import check_int, check_number
 from .broker_jobs import JobOps
 from .calls import Call, Command, Op, command, script
-from .job import Job, validate_job_id, validate_queue_name
+from .job import Job, JobState, validate_job_id, validate_queue_name
 from .keys import QueueKeys
 from .results import QueueStats, RateLimit, ReapResult
 
 DLQ_PAGE_DEFAULT, DLQ_PAGE_MAX = 50, 1000
 MAX_DLQ_OFFSET = 2**62
+JOBS_PAGE_DEFAULT, JOBS_PAGE_MAX = DLQ_PAGE_DEFAULT, DLQ_PAGE_MAX
+LISTED_STATES = (
+    JobState.READY,
+    JobState.INFLIGHT,
+    JobState.DELAYED,
+    JobState.DEAD,
+    JobState.DONE,
+    JobState.CANCELLED,
+)
+"""The states :meth:`QueueAdmin.jobs_page` lists, each in its own order: ready in
+claim order (priority, then age), inflight by visibility deadline, delayed by
+ready-at, dead oldest first (the DLQ), done and cancelled latest expiry first
+(most recently finished first, while every process keeps results equally long)."""
 SWEEP_LIMIT = 1000  # jobs moved per reap / promote / DLQ-bulk script call
 RATE_MIN, RATE_MAX = 1e-5, 1e6
 """Rate limits, in jobs per second: from about one a day to a million a second."""
@@ -37,6 +50,14 @@ BURST_MAX = 1_000_000
 
 def _int(value: Any) -> int:
     return int(value) if value is not None else 0
+
+
+def _listed_state(state: object) -> JobState:
+    for listed in LISTED_STATES:
+        if state == listed.value:
+            return listed
+    names = ", ".join(s.value for s in LISTED_STATES)
+    raise InvalidInput("state", f"{state!r} is not a state to list; give one of {names}")
 
 
 class QueueAdmin(JobOps):
@@ -157,6 +178,37 @@ class QueueAdmin(JobOps):
             return []
         raws = yield Call([Command(("HGETALL", q.job(job_id.decode()))) for job_id in ids])
         return [Job.from_hash(raw) for raw in raws if raw]
+
+    def jobs_page(
+        self, queue: str, state: str, limit: int = JOBS_PAGE_DEFAULT, offset: int = 0
+    ) -> Op[list[Job]]:
+        """A page of the jobs in ``state`` (one of :data:`LISTED_STATES`), in that
+        state's order: the ids in one call, then their hashes in one pipeline. A job
+        whose hash vanished in between (acked, expired, deleted) is left out, as is
+        one that does not decode (written by something else); a job that moved on
+        in between is listed as it is now. A queue never used lists nothing."""
+        q = self.keys.queue(queue)
+        listed = _listed_state(state)
+        check_int("limit", limit, 1, JOBS_PAGE_MAX)
+        check_int("offset", offset, 0, MAX_DLQ_OFFSET)
+        last = offset + limit - 1
+        if listed is JobState.DEAD:
+            (ids,) = yield command("LRANGE", q.dlq, offset, last)
+        elif listed in (JobState.DONE, JobState.CANCELLED):
+            key = q.done if listed is JobState.DONE else q.cancelled
+            (ids,) = yield command("ZREVRANGE", key, offset, last)
+        else:
+            key = {JobState.READY: q.ready, JobState.INFLIGHT: q.inflight}.get(listed, q.delayed)
+            (ids,) = yield command("ZRANGE", key, offset, last)
+        if not ids:
+            return []
+        raws = yield Call([Command(("HGETALL", q.job(job_id.decode()))) for job_id in ids])
+        jobs = []
+        for raw in raws:
+            if raw:
+                with contextlib.suppress(KeyError, ValueError, UnicodeError):
+                    jobs.append(Job.from_hash(raw))
+        return jobs
 
     def dlq_requeue(self, queue: str, job_id: str) -> Op[None]:
         """Move one dead job back to ready with attempts 0; :class:`JobNotFound` if

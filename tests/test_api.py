@@ -47,6 +47,9 @@ JOB_FIELDS = {
     "result",
     "result_type",
     "finished_at",
+    "ready_at",
+    "deadline",
+    "dead_at",
 }
 
 
@@ -213,7 +216,7 @@ async def test_dlq_list_and_paging(client: Client, broker: Broker) -> None:
     assert r.status_code == 200
     page = await r.get_json()
     assert [j["id"] for j in page] == ids
-    assert set(page[0]) == JOB_FIELDS
+    assert set(page[0]) == JOB_FIELDS | {"payload_bytes", "payload_truncated"}
     assert page[0]["state"] == "dead" and page[0]["last_error"] == "boom"
     page = await (await client.get("/api/queues/d/dlq?limit=2&offset=1")).get_json()
     assert [j["id"] for j in page] == ids[1:3]

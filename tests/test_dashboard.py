@@ -114,7 +114,7 @@ def wait_live(page: Page) -> None:
 
 def screenshot(page: Page, name: str) -> None:
     if os.environ.get("RELAY_SCREENSHOTS") == "1":
-        time.sleep(1.5)  # a few more snapshots in the charts
+        page.wait_for_timeout(1500)  # a few more snapshots in the charts
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
@@ -195,7 +195,7 @@ def test_dead_job_shows_in_the_dlq_table_and_requeue_removes_it(
     (second,) = shared.broker(lambda b: dead_letter(b, queue, "report 7", "KeyError: 'x'"))
     page = context.new_page()
     dlq_requests: list[str] = []
-    page.on("request", lambda r: dlq_requests.append(r.url) if "/dlq" in r.url else None)
+    page.on("request", lambda r: dlq_requests.append(r.url) if "state=dead" in r.url else None)
     page.add_init_script(HELP_SEEN)
     page.goto(f"{shared.url}/#queue={queue}")
     rows = page.locator("#dlq-body tr")
@@ -209,7 +209,8 @@ def test_dead_job_shows_in_the_dlq_table_and_requeue_removes_it(
     screenshot(page, "dlq")
 
     # the DLQ page is fetched when the queue's DLQ changes, not on every snapshot
-    time.sleep(6 * POLL)
+    # (waiting through Playwright, which delivers the page's request events meanwhile)
+    page.wait_for_timeout(6 * POLL * 1000)
     assert len(dlq_requests) == 1, dlq_requests
 
     page.get_by_role("button", name=f"Requeue job {first}").click()

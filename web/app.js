@@ -1,14 +1,21 @@
-// The relay-trio dashboard. One EventSource on /api/stream feeds every view; the
-// DLQ page is fetched only when the selected queue's DLQ changes, an open job when
-// its queue's counts change (and by a long-poll that its end wakes), the schedules
-// every SCHEDULES_REFRESH_MS while their panel is on screen. Whatever comes from the
-// server (payloads, results, errors, names) is rendered as text, never as HTML.
+// The relay-trio dashboard. One EventSource on /api/stream feeds every view; a page
+// of a job list is fetched only when the selected queue's counts change (at most every
+// LIST_MIN_INTERVAL_MS, and only while the list is on screen), an open job when its
+// queue's counts change (and by a long-poll that its end wakes), the schedules every
+// SCHEDULES_REFRESH_MS and the workers every WORKERS_REFRESH_MS while their panel is on
+// screen. Whatever comes from the server (payloads, results, errors, names, hosts) is
+// rendered as text, never as HTML.
 import uPlot from "./vendor/uPlot.esm.js";
 import * as L from "./logic.js";
 
 const HISTORY_MS = 15 * 60_000; // what the charts can show at most
 const RATE_SPAN_MS = 5_000; // the throughput tile averages over this
-const DLQ_LIMIT = 50;
+const PAGE = L.JOB_PAGE_SIZE; // jobs on one page of a list
+const LIST_MIN_INTERVAL_MS = 2_000; // a list that keeps changing is read at most this often
+const LIST_RETRY_MS = 5_000; // a list that failed to load is asked for again after this
+const WORKERS_REFRESH_MS = 3_000; // workers are not in the stream: read this often while seen
+const WORKER_LATE_MS = 10_000; // a worker not seen for this long is shown as late
+const RUNNING_LINKS = 8; // running jobs linked per worker; the rest are counted
 const TOKEN_KEY = "relay-trio.token";
 const HELP_KEY = "relay-trio.help-seen";
 const SCHEDULES_REFRESH_MS = 15_000; // schedules are not in the stream: fetched this often
@@ -35,7 +42,28 @@ const state = {
   reopenDelay: 0,
   seedTs: null, // ts of the current stream's first snapshot, until the second one came
   windowMs: 5 * 60_000,
-  dlq: { key: "", queue: null, rows: [], loading: false, again: false, retryAt: 0 },
+  // the job lists: one page of one state of the selected queue. ``loadedFor`` is the view
+  // (queue, tab, offset) the rows belong to, ``key`` the queue's counts they were read at.
+  jobs: {
+    queue: null,
+    tab: "ready",
+    chosen: false, // the user (or the URL) picked the tab: it stays across queues
+    offset: 0,
+    rows: [],
+    more: false,
+    loadedFor: "",
+    key: "",
+    loading: false,
+    again: false,
+    error: "",
+    fetchedAt: 0,
+    retryAt: 0,
+    timer: null,
+    inView: false,
+  },
+  // the live workers (GET /api/workers), read at the start, then every WORKERS_REFRESH_MS
+  // while their panel is on screen, and at once when the stream's worker counts change
+  workers: { rows: [], loaded: false, loading: false, again: false, dirty: false, error: "", fetchedAt: 0, key: null, inView: false },
   formQueueEdited: false,
   connLabel: "",
   // the open job: ``gen`` changes with every job opened (or closed), so that an answer
@@ -307,6 +335,7 @@ function applyInfo() {
   renderTokenButton();
   renderJob();
   if (!state.schedules.loaded) refreshSchedules();
+  if (!state.workers.loaded) refreshWorkers();
   // a job named in the URL opens once the server has said whether it wants a token
   if (state.job.id === null && hashJob()) openJobFromHash();
 }
@@ -426,6 +455,12 @@ function hashQueue() {
   return new URLSearchParams(location.hash.slice(1)).get("queue");
 }
 
+/** ``tab=<state>`` of the URL's fragment (a job list), or null. */
+function hashTab() {
+  const tab = new URLSearchParams(location.hash.slice(1)).get("tab");
+  return L.JOB_LIST_STATES.has(tab) ? tab : null;
+}
+
 /** ``job=<queue>/<id>`` of the URL's fragment, or null. */
 function hashJob() {
   return new URLSearchParams(location.hash.slice(1)).get("job");
@@ -435,6 +470,7 @@ function hashJob() {
 function writeHash() {
   const params = new URLSearchParams();
   if (state.selected) params.set("queue", state.selected);
+  if (state.jobs.chosen) params.set("tab", state.jobs.tab);
   if (state.job.id) params.set("job", `${state.job.queue}/${state.job.id}`);
   const text = params.toString();
   history.replaceState(null, "", text ? `#${text}` : location.pathname + location.search);
@@ -453,11 +489,13 @@ function selectQueue(name, { focus = false } = {}) {
 
 function render() {
   renderConnection();
+  syncJobsView();
   renderQueues();
   renderSelected();
   renderCharts();
-  refreshDlq();
+  refreshJobs();
   watchJob();
+  watchWorkers();
 }
 
 function renderConnection() {
@@ -499,7 +537,8 @@ function renderQueues() {
     const dlq = li.querySelector(".q-dlq");
     dlq.hidden = !(entry.dlq > 0);
     setText(dlq, `${L.formatCompact(entry.dlq)} dead`);
-    button.title = `${name}: ${L.formatCount(entry.ready)} ready${entry.paused ? ", paused" : ""}`;
+    const workers = typeof entry.workers === "number" ? `, ${L.formatCount(entry.workers)} worker${entry.workers === 1 ? "" : "s"}` : "";
+    button.title = `${name}: ${L.formatCount(entry.ready)} ready${workers}${entry.paused ? ", paused" : ""}`;
   });
   for (const li of items.values()) li.remove();
   $("queues-empty").hidden = state.names.length > 0;
@@ -543,6 +582,9 @@ function renderSelected() {
   setText($("t-processed"), value("processed_total"));
   setText($("t-dead"), value("dead_total"));
   setText($("t-rate"), entry ? `${L.formatRate(L.averageRate(points, "processed_total", RATE_SPAN_MS))}/s` : "—");
+  renderWorkersTile(entry);
+  renderJobMeta();
+  markSelectedQueue();
   const pause = $("pause-btn");
   pause.disabled = !entry;
   setText(pause, entry?.paused ? "Resume" : "Pause");
@@ -644,90 +686,286 @@ function renderCharts() {
   charts.rate.setData([seconds, ...rates]);
 }
 
-// -- the dead-letter queue -------------------------------------------------------------------
+// -- the workers tile ----------------------------------------------------------------------------
 
-async function refreshDlq(force = false) {
-  const dlq = state.dlq;
-  const queue = state.selected;
+/** The live workers of the selected queue, from the stream (older servers do not say: "—"). */
+function renderWorkersTile(entry) {
+  const count = entry && typeof entry.workers === "number" ? entry.workers : null;
+  setText($("t-workers"), count === null ? "—" : L.formatCount(count));
+  const starving = count === 0 && (entry?.ready ?? 0) > 0;
+  const note = count === 0 ? (starving ? "none: its jobs wait" : "none serving it") : "serving this queue";
+  setText($("t-workers-note"), note);
+  $("t-workers-note").classList.toggle("warn", starving);
+}
+
+// -- job lists: one page of one state of the selected queue ------------------------------------
+
+/** The view the list shows: queue, tab and offset. Rows read for another view are not shown. */
+function jobsView() {
+  const jobs = state.jobs;
+  return `${jobs.queue}|${jobs.tab}|${jobs.offset}`;
+}
+
+/** The list follows the selected queue: a new queue starts on its first page, on the tab the
+ * user chose, else on its default one (the dead-letter queue when it holds jobs). */
+function syncJobsView() {
+  const jobs = state.jobs;
+  if (state.selected === jobs.queue) return;
+  jobs.queue = state.selected;
+  jobs.offset = 0;
+  if (!jobs.chosen) jobs.tab = L.defaultTab(state.entries.get(jobs.queue), null);
+  Object.assign(jobs, { rows: [], more: false, loadedFor: "", key: "", error: "", retryAt: 0 });
+  renderJobs();
+}
+
+/** Whether the list is on screen, in a tab that is seen, on a page that is connected. */
+function jobsSeen() {
+  return Boolean(state.info) && state.jobs.inView && document.visibilityState !== "hidden";
+}
+
+/**
+ * Read the page the list shows, if it may have changed. ``force`` (the user asked: a tab,
+ * a page, Refresh, an action) reads it at once; otherwise it is read only while seen, when
+ * the view or the queue's counts changed, at most every LIST_MIN_INTERVAL_MS (a busy queue
+ * changes every tick) and not within LIST_RETRY_MS of a failure.
+ */
+async function refreshJobs(force = false) {
+  const jobs = state.jobs;
+  syncJobsView();
+  const queue = jobs.queue;
   const entry = state.entries.get(queue);
-  const key = L.dlqKey(entry);
-  if (!force && key === dlq.key && queue === dlq.queue) return;
-  if (!force && Date.now() < dlq.retryAt) return;
-  if (dlq.loading) {
-    dlq.again = true;
+  if (!queue || !entry) return;
+  const view = jobsView();
+  const key = L.listKey(entry, jobs.tab);
+  const changed = view !== jobs.loadedFor;
+  if (!force) {
+    if (!changed && key === jobs.key) return;
+    if (!jobsSeen() || Date.now() < jobs.retryAt) return; // when seen again, or on a later snapshot
+    const wait = jobs.fetchedAt + LIST_MIN_INTERVAL_MS - Date.now();
+    if (!changed && wait > 0) {
+      jobs.timer ??= setTimeout(() => {
+        jobs.timer = null;
+        refreshJobs();
+      }, wait);
+      return;
+    }
+  }
+  if (jobs.loading) {
+    jobs.again = true;
     return;
   }
-  dlq.loading = true;
+  jobs.loading = true;
+  const { tab, offset } = jobs;
   try {
-    // an empty DLQ needs no request
-    const rows =
-      entry && entry.dlq > 0
-        ? await api("GET", `${queuePath(queue)}/dlq?limit=${DLQ_LIMIT}`)
-        : [];
-    if (queue === state.selected) {
-      Object.assign(dlq, { key, queue, rows, retryAt: 0 });
-      renderDlq();
+    // a list the snapshot counts as empty needs no request
+    const empty = L.tabCount(entry, tab) === 0 && offset === 0;
+    const data = empty ? [] : await api("GET", L.jobListPath(queue, tab, offset));
+    if (view === jobsView()) {
+      const list = Array.isArray(data) ? data.filter((job) => job && typeof job === "object") : [];
+      Object.assign(jobs, { rows: list.slice(0, PAGE), more: list.length > PAGE, loadedFor: view, key, error: "", retryAt: 0 });
+      if (jobs.rows.length === 0 && jobs.offset > 0) {
+        // the page emptied (its jobs moved on): show the one before it
+        jobs.offset = Math.max(0, jobs.offset - PAGE);
+        jobs.again = true;
+      }
+      renderJobs();
     }
   } catch (err) {
-    dlq.retryAt = Date.now() + 5000;
-    failed(err, "Loading the dead-letter queue failed");
+    if (view === jobsView()) {
+      jobs.error = `Loading the jobs failed: ${err.message}`;
+      jobs.retryAt = Date.now() + LIST_RETRY_MS;
+      renderJobMeta();
+    }
+    if (err.status === 401) reauthenticate(true);
   } finally {
-    dlq.loading = false;
-    if (dlq.again) {
-      dlq.again = false;
-      refreshDlq();
+    jobs.fetchedAt = Date.now();
+    jobs.loading = false;
+    if (jobs.again) {
+      jobs.again = false;
+      refreshJobs(true);
     }
   }
 }
 
-function renderDlq() {
-  const { rows, queue } = state.dlq;
-  const entry = state.entries.get(queue);
-  const body = $("dlq-body");
-  body.replaceChildren(...rows.map((job) => dlqRow(queue, job)));
-  $("dlq-empty").hidden = rows.length > 0;
-  $("dlq-table").hidden = rows.length === 0;
-  const total = entry?.dlq ?? rows.length;
-  setText(
-    $("dlq-summary"),
-    total > rows.length ? `· oldest ${rows.length} of ${L.formatCount(total)}` : total ? `· ${L.formatCount(total)}` : "",
-  );
-  $("dlq-requeue-all").disabled = total === 0;
-  $("dlq-purge").disabled = total === 0;
+/** Show another tab (its first page), and read it. */
+function selectTab(tab, { focus = false } = {}) {
+  const jobs = state.jobs;
+  if (!L.JOB_LIST_STATES.has(tab)) return;
+  jobs.chosen = true;
+  if (tab !== jobs.tab) {
+    jobs.tab = tab;
+    jobs.offset = 0;
+    jobs.more = false;
+    jobs.error = "";
+  }
+  writeHash();
+  renderJobs();
+  $("jobs-scroll").scrollTop = 0;
+  if (focus) $(`tab-${tab}`).focus();
+  refreshJobs(true);
+}
+
+function turnPage(step) {
+  const jobs = state.jobs;
+  const offset = Math.max(0, jobs.offset + step * PAGE);
+  if (offset === jobs.offset) return;
+  jobs.offset = offset;
+  jobs.error = "";
+  renderJobs();
+  $("jobs-scroll").scrollTop = 0;
+  refreshJobs(true);
+}
+
+/** The rows of the list (when they change), then what follows the snapshots. */
+function renderJobs() {
+  const jobs = state.jobs;
+  const loaded = jobs.loadedFor === jobsView();
+  // another page of the same list keeps showing (dimmed) until its own rows come
+  const samelist = jobs.loadedFor.startsWith(`${jobs.queue}|${jobs.tab}|`);
+  const rows = loaded || samelist ? jobs.rows : [];
+  const dead = jobs.tab === "dead";
+  $("jobs-table").classList.toggle("stale", !loaded);
+  const body = dead ? $("dlq-body") : $("jobs-body");
+  const other = dead ? $("jobs-body") : $("dlq-body");
+  other.hidden = true;
+  other.replaceChildren();
+  body.hidden = false;
+  replaceRows(body, rows.map((job) => jobRow(jobs.queue, jobs.tab, job)));
+  $("jobs-table").dataset.state = jobs.tab;
+  $("jobs-scroll").hidden = rows.length === 0;
+  const tab = L.jobTab(jobs.tab);
+  const label = tab?.label ?? jobs.tab;
+  setText($("jobs-caption"), `${label} jobs of ${jobs.queue ?? "no queue"}`);
+  setText($("jobs-when-h"), tab?.whenLabel || "When");
+  $("dlq-empty").hidden = !(loaded && dead && rows.length === 0);
+  $("jobs-empty").hidden = !(loaded && !dead && rows.length === 0);
+  setText($("jobs-empty"), jobs.offset > 0 ? "No jobs on this page." : `No ${label.toLowerCase()} jobs.`);
+  renderJobMeta();
+  markOpenJob();
   updateAges();
 }
 
-function dlqRow(queue, job) {
+/** The tabs' counts, the page's summary and buttons, the DLQ's actions: on every snapshot. */
+function renderJobMeta() {
+  const jobs = state.jobs;
+  const entry = state.entries.get(jobs.queue);
+  for (const button of $("job-tabs").querySelectorAll('[role="tab"]')) {
+    const selected = button.dataset.state === jobs.tab;
+    if (button.getAttribute("aria-selected") !== String(selected)) button.setAttribute("aria-selected", String(selected));
+    button.tabIndex = selected ? 0 : -1;
+    const count = L.tabCount(entry, button.dataset.state);
+    const badge = button.querySelector(".tab-count");
+    setText(badge, count === null ? "" : L.formatCompact(count));
+    badge.toggleAttribute("data-some", Boolean(count));
+  }
+  $("jobs-panel").setAttribute("aria-labelledby", `tab-${jobs.tab}`);
+  setText($("jobs-queue"), jobs.queue ? `· ${jobs.queue}` : "");
+  const loaded = jobs.loadedFor === jobsView();
+  let summary = "";
+  if (loaded) summary = L.pageSummary(jobs.offset, jobs.rows.length, L.tabCount(entry, jobs.tab), jobs.more);
+  else if (jobs.queue && !jobs.error) summary = "Loading…";
+  setText($("jobs-summary"), summary);
+  const prev = $("jobs-prev");
+  const next = $("jobs-next");
+  prev.disabled = jobs.offset === 0;
+  next.disabled = !loaded || !jobs.more;
+  const single = jobs.offset === 0 && !jobs.more;
+  prev.hidden = single;
+  next.hidden = single;
+  const error = $("jobs-error");
+  error.hidden = !jobs.error;
+  setText(error, jobs.error);
+  $("dlq-actions").hidden = jobs.tab !== "dead";
+  const dead = L.tabCount(entry, "dead") ?? 0;
+  $("dlq-requeue-all").disabled = dead === 0;
+  $("dlq-purge").disabled = dead === 0;
+}
+
+/**
+ * ``body``'s rows replaced by ``rows``, keeping the keyboard focus: a focused element
+ * with a ``data-key`` is focused again in the new rows (the same button of the same job).
+ */
+function replaceRows(body, rows) {
+  const active = document.activeElement;
+  const key = active && body.contains(active) ? active.dataset.key : undefined;
+  body.replaceChildren(...rows);
+  if (key) body.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus();
+}
+
+function jobLink(queue, id, label, text) {
+  const attrs = { type: "button", class: "link-btn job-link", title: `${queue}/${id}`, "aria-label": label };
+  const open = h("button", attrs, text);
+  open.dataset.key = `open:${queue}/${id}`;
+  open.addEventListener("click", () => openJob(queue, id));
+  return open;
+}
+
+function jobRow(queue, tab, job) {
   const id = String(job.id);
   const errorText = job.last_error ? String(job.last_error) : "";
   const payload = String(job.payload ?? "");
-  const age = h("td", { class: "num age" });
+  const created = L.parseTime(job.created_at);
+  const age = h("td", { class: "num age", title: Number.isFinite(created) ? L.formatDateTime(created) : null });
   age.dataset.created = String(job.created_at ?? "");
-  const requeue = h("button", { type: "button", class: "btn btn-sm", "aria-label": `Requeue job ${id}` }, "Requeue");
-  const remove = h("button", { type: "button", class: "btn btn-sm btn-danger", "aria-label": `Delete job ${id}` }, "Delete");
-  requeue.addEventListener("click", () => dlqAction(queue, id, "requeue", requeue));
-  remove.addEventListener("click", () => dlqAction(queue, id, "delete", remove));
-  const attrs = { type: "button", class: "link-btn job-link", title: id, "aria-label": `Open job ${id}` };
-  const open = h("button", attrs, L.shortId(id));
-  open.addEventListener("click", () => openJob(queue, id));
+  // the time that orders this state's list: lease end, ready at, dead since, finished
+  const field = L.jobTab(tab)?.when;
+  const whenMs = field ? L.parseTime(job[field]) : NaN;
+  const when = h("td", { class: "num when-at col-when" });
+  if (Number.isFinite(whenMs)) {
+    when.dataset.at = String(whenMs);
+    when.title = L.formatDateTime(whenMs);
+  } else when.append(h("span", { class: "muted" }, "—"));
+  const truncated = L.truncationNote(job);
+  const payloadCell = h(
+    "td",
+    { class: "payload", title: payload.length > 100 ? L.preview(payload, 2000) : null },
+    L.preview(payload, 100),
+    truncated ? h("span", { class: "trunc", title: "Only the start of the payload is listed: open the job for all of it" }, truncated) : null,
+  );
+  const result = tab === "done" ? L.resultText(job) : null;
+  const actions = h("td", { class: "actions col-actions", "data-mutating": true });
+  if (tab === "dead") {
+    const requeue = h("button", { type: "button", class: "btn btn-sm", "aria-label": `Requeue job ${id}` }, "Requeue");
+    const remove = h("button", { type: "button", class: "btn btn-sm btn-danger", "aria-label": `Delete job ${id}` }, "Delete");
+    requeue.dataset.key = `requeue:${id}`;
+    remove.dataset.key = `delete:${id}`;
+    requeue.addEventListener("click", () => dlqAction(queue, id, "requeue", requeue));
+    remove.addEventListener("click", () => dlqAction(queue, id, "delete", remove));
+    actions.append(requeue, remove);
+  }
+  const attempts = `${job.attempts ?? "—"}/${job.max_retries ?? "—"}`;
   const row = h(
     "tr",
     {},
-    h("td", { class: "mono" }, open),
-    h("td", { class: "num" }, `${job.attempts}/${job.max_retries}`),
-    h("td", { class: "err", title: errorText || null }, errorText ? L.preview(errorText, 120) : "—"),
-    h("td", { class: "payload", title: payload.length > 100 ? L.preview(payload, 2000) : null }, L.preview(payload, 100)),
+    h("td", { class: "mono" }, jobLink(queue, id, `Open job ${id}`, L.shortId(id))),
+    h("td", { class: "num" }, attempts),
+    h("td", { class: "num" }, String(job.priority ?? "—")),
     age,
-    h("td", { class: "actions", "data-mutating": true }, requeue, remove),
+    when,
+    h("td", { class: "err", title: errorText || null }, errorText ? L.preview(errorText, 120) : h("span", { class: "muted" }, "—")),
+    payloadCell,
+    h("td", { class: "result-preview col-result", title: result && result.length > 80 ? L.preview(result, 2000) : null }, result === null ? h("span", { class: "muted" }, "—") : L.preview(result, 80)),
+    actions,
   );
   row.dataset.id = id;
   return row;
 }
 
+/** The open job's row, if the list shows it, is marked. */
+function markOpenJob() {
+  const { queue, id } = state.job;
+  for (const row of $("jobs-panel").querySelectorAll("tbody tr")) {
+    row.classList.toggle("is-open", Boolean(id) && queue === state.jobs.queue && row.dataset.id === id);
+  }
+}
+
 function updateAges() {
   const now = Date.now() + state.clockOffset;
-  for (const cell of $("dlq-body").querySelectorAll("td.age")) {
+  for (const cell of $("jobs-panel").querySelectorAll("td.age")) {
     setText(cell, L.formatAge(L.ageMs(cell.dataset.created, now)));
+  }
+  for (const cell of $("jobs-panel").querySelectorAll("td.when-at[data-at]")) {
+    setText(cell, L.formatRelative(Number(cell.dataset.at) - now));
   }
 }
 
@@ -736,18 +974,21 @@ function refocusDlq(index, action) {
   const rows = $("dlq-body").rows;
   const row = rows[Math.min(index, rows.length - 1)];
   const target = row?.querySelector(action === "requeue" ? ".btn:not(.btn-danger)" : ".btn-danger");
-  (target ?? $("dlq-title")).focus();
+  (target ?? $("jobs-title")).focus();
 }
 
 async function dlqAction(queue, id, action, button) {
   const hadFocus = document.activeElement === button;
-  const index = state.dlq.rows.findIndex((job) => job.id === id);
+  const jobs = state.jobs;
+  const index = jobs.rows.findIndex((job) => job.id === id);
   button.disabled = true;
   try {
-    if (action === "requeue") await api("POST", `${queuePath(queue)}/dlq/${id}/requeue`);
-    else await api("DELETE", `${queuePath(queue)}/dlq/${id}`);
-    state.dlq.rows = state.dlq.rows.filter((job) => job.id !== id);
-    if (state.dlq.queue === queue) renderDlq();
+    if (action === "requeue") await api("POST", `${queuePath(queue)}/dlq/${encodeURIComponent(id)}/requeue`);
+    else await api("DELETE", `${queuePath(queue)}/dlq/${encodeURIComponent(id)}`);
+    if (jobs.queue === queue && jobs.tab === "dead") {
+      jobs.rows = jobs.rows.filter((job) => job.id !== id);
+      renderJobs();
+    }
     if (hadFocus) refocusDlq(index, action);
     showNotice(`${action === "requeue" ? "Requeued" : "Deleted"} job ${L.shortId(id)}`, "ok");
   } catch (err) {
@@ -770,10 +1011,158 @@ async function dlqBulk(action) {
     const result = await api("POST", `${queuePath(queue)}/dlq/${action}`);
     const n = action === "purge" ? result.purged : result.requeued;
     showNotice(`${action === "purge" ? "Purged" : "Requeued"} ${L.formatCount(n)} job${n === 1 ? "" : "s"}`, "ok");
-    await refreshDlq(true);
-    if (document.activeElement?.disabled || document.activeElement === document.body) $("dlq-title").focus();
+    if (state.jobs.queue === queue && state.jobs.tab === "dead") {
+      state.jobs.offset = 0;
+      state.jobs.rows = [];
+      state.jobs.more = false; // nothing of it is left (or only jobs dead since)
+      renderJobs();
+    }
+    await refreshJobs(true);
+    if (document.activeElement?.disabled || document.activeElement === document.body) $("jobs-title").focus();
   } catch (err) {
     failed(err, action === "purge" ? "Purge failed" : "Requeue all failed");
+  }
+}
+
+// -- workers -------------------------------------------------------------------------------------
+
+/** Whether the workers panel is on screen, in a tab that is seen, on a page that is connected. */
+function workersSeen() {
+  return Boolean(state.info) && state.workers.inView && document.visibilityState !== "hidden";
+}
+
+/** Read the workers if they are seen and older than WORKERS_REFRESH_MS (or the stream says they changed). */
+function refreshStaleWorkers() {
+  const workers = state.workers;
+  // (checked every second: a read due within the next tick is made now)
+  const due = Date.now() - workers.fetchedAt >= WORKERS_REFRESH_MS - 500;
+  if (workersSeen() && (workers.dirty || due)) refreshWorkers();
+}
+
+/** On a snapshot: a queue's count of live workers changed, so the list did. */
+function watchWorkers() {
+  const workers = state.workers;
+  const key = L.workersKey(state.names.map((name) => state.entries.get(name)));
+  if (key === workers.key) return;
+  const first = workers.key === null;
+  workers.key = key;
+  if (!first) {
+    workers.dirty = true;
+    refreshStaleWorkers();
+  }
+}
+
+async function refreshWorkers() {
+  const workers = state.workers;
+  if (workers.loading) {
+    workers.again = true;
+    return;
+  }
+  workers.loading = true;
+  workers.dirty = false;
+  try {
+    const rows = await api("GET", "/api/workers");
+    workers.rows = L.sortWorkers(rows);
+    workers.error = "";
+    workers.loaded = true;
+  } catch (err) {
+    workers.error = `Loading the workers failed: ${err.message}`;
+  } finally {
+    workers.fetchedAt = Date.now();
+    workers.loading = false;
+  }
+  renderWorkers();
+  if (workers.again) {
+    workers.again = false;
+    refreshWorkers();
+  }
+}
+
+function renderWorkers() {
+  const { rows, error, loaded, fetchedAt } = state.workers;
+  replaceRows($("workers-body"), rows.map(workerRow));
+  $("workers-table").hidden = rows.length === 0;
+  $("workers-empty").hidden = rows.length > 0 || !loaded;
+  setText($("workers-summary"), loaded ? `· ${L.formatCount(rows.length)} live` : "");
+  setText($("workers-read"), fetchedAt ? `read ${L.formatClock(fetchedAt)}` : "");
+  $("workers-error").hidden = !error;
+  setText($("workers-error"), error);
+  markSelectedQueue();
+  updateWorkerTimes();
+}
+
+function workerRow(worker) {
+  const id = String(worker.id ?? "");
+  const queues = L.workerQueues(worker);
+  const running = L.runningJobs(worker);
+  // ``running`` lists at most so many; ``running_count`` counts them all
+  const count = Number.isFinite(worker.running_count) ? worker.running_count : running.length;
+  const cap = L.capacity(worker.concurrency);
+  const version = worker.version ? ` · v${worker.version}` : "";
+  const host = h(
+    "td",
+    { class: "host", title: `${id}${version}` },
+    h("span", { class: "host-name" }, String(worker.host ?? "?")),
+    h("span", { class: "worker-id" }, id),
+  );
+  const links = running.slice(0, RUNNING_LINKS).map((job) => {
+    const since = Number.isFinite(job.startedMs) ? `, since ${L.formatDateTime(job.startedMs)}` : "";
+    const link = jobLink(job.queue, job.id, `Open running job ${job.id}`, L.shortId(job.id));
+    link.title = `${job.queue}/${job.id}${since}`;
+    return h("li", {}, link);
+  });
+  const unlisted = Math.max(count, running.length) - links.length;
+  if (unlisted > 0 && links.length) links.push(h("li", { class: "muted" }, `+${L.formatCount(unlisted)} more`));
+  const runningCell = h(
+    "td",
+    { class: "running" },
+    h("span", { class: "run-count" }, cap === null ? L.formatCount(count) : `${L.formatCount(count)} of ${L.formatCount(cap)}`),
+    links.length ? h("ul", { class: "run-list" }, ...links) : null,
+  );
+  const uptime = h("td", { class: "num uptime" });
+  const started = L.timeMs(worker.started_at);
+  if (Number.isFinite(started)) {
+    uptime.dataset.since = String(started);
+    uptime.title = `started ${L.formatDateTime(started)}`;
+  } else uptime.append("—");
+  const seen = h("td", { class: "num seen" });
+  const seenMs = L.timeMs(worker.last_seen ?? worker.last_seen_ms);
+  if (Number.isFinite(seenMs)) {
+    seen.dataset.at = String(seenMs);
+    seen.title = L.formatDateTime(seenMs);
+  } else seen.append("—");
+  const row = h(
+    "tr",
+    {},
+    host,
+    h("td", { class: "num pid" }, worker.pid == null ? "—" : String(worker.pid)),
+    h("td", { class: "queues" }, ...queues.map((queue) => h("span", { class: "chip" }, queue))),
+    h("td", { class: "concurrency" }, L.formatConcurrency(worker.concurrency, queues)),
+    runningCell,
+    uptime,
+    seen,
+  );
+  row.dataset.id = id;
+  return row;
+}
+
+/** The selected queue stands out among the workers' queues. */
+function markSelectedQueue() {
+  for (const chip of $("workers-body").querySelectorAll(".chip")) {
+    chip.classList.toggle("chip-on", chip.textContent === state.selected);
+  }
+}
+
+/** Uptime and "last seen" follow the clock between reads. */
+function updateWorkerTimes() {
+  const now = Date.now() + state.clockOffset;
+  for (const cell of $("workers-body").querySelectorAll("td.uptime[data-since]")) {
+    setText(cell, L.formatAge(now - Number(cell.dataset.since)));
+  }
+  for (const cell of $("workers-body").querySelectorAll("td.seen[data-at]")) {
+    const delta = Number(cell.dataset.at) - now;
+    setText(cell, L.formatRelative(Math.min(0, delta)));
+    cell.classList.toggle("late", -delta > WORKER_LATE_MS);
   }
 }
 
@@ -999,8 +1388,10 @@ function renderJob() {
   setText($("job-head-id"), job.id ? `· ${L.shortId(job.id)}` : "");
   if (!data) {
     renderJobLive();
+    markOpenJob();
     return;
   }
+  markOpenJob();
   const badge = $("job-state");
   badge.dataset.state = data.state;
   setText(badge, job.abortRequested && data.state === "inflight" ? "inflight · abort requested" : String(data.state));
@@ -1335,6 +1726,8 @@ function wire() {
   window.addEventListener("hashchange", () => {
     const wanted = hashQueue();
     if (wanted && state.entries.has(wanted)) selectQueue(wanted);
+    const tab = hashTab();
+    if (tab && tab !== state.jobs.tab) selectTab(tab);
     if (state.info) openJobFromHash();
   });
 
@@ -1343,6 +1736,20 @@ function wire() {
   $("job-cancel").addEventListener("click", cancelJob);
   $("j-queue").addEventListener("input", () => {
     state.findQueueEdited = true;
+  });
+  $("jobs-reload").addEventListener("click", () => refreshJobs(true));
+  $("jobs-prev").addEventListener("click", () => turnPage(-1));
+  $("jobs-next").addEventListener("click", () => turnPage(1));
+  const tabs = [...$("job-tabs").querySelectorAll('[role="tab"]')];
+  for (const tab of tabs) tab.addEventListener("click", () => selectTab(tab.dataset.state));
+  $("job-tabs").addEventListener("keydown", (event) => {
+    // arrows, Home and End move between the tabs (and show the one reached)
+    const index = tabs.findIndex((tab) => tab.dataset.state === state.jobs.tab);
+    const moves = { ArrowLeft: index - 1, ArrowRight: index + 1, Home: 0, End: tabs.length - 1 };
+    if (!(event.key in moves)) return;
+    event.preventDefault();
+    const next = tabs[(moves[event.key] + tabs.length) % tabs.length];
+    selectTab(next.dataset.state, { focus: true });
   });
   $("schedule-new").addEventListener("click", openScheduleForm);
   $("schedules-refresh").addEventListener("click", () => refreshSchedules());
@@ -1354,16 +1761,28 @@ function wire() {
     }
     follow();
     refreshStaleSchedules();
+    refreshStaleWorkers();
+    refreshJobs();
   });
   new IntersectionObserver((entries) => {
     state.schedules.inView = entries.some((entry) => entry.isIntersecting);
     refreshStaleSchedules();
   }).observe($("schedules-card"));
+  new IntersectionObserver((entries) => {
+    state.workers.inView = entries.some((entry) => entry.isIntersecting);
+    refreshStaleWorkers();
+  }).observe($("workers-card"));
+  new IntersectionObserver((entries) => {
+    state.jobs.inView = entries.some((entry) => entry.isIntersecting);
+    refreshJobs(); // what changed while it was off screen
+  }).observe($("jobs-card"));
 
   setInterval(() => {
     renderConnection();
     updateAges();
     updateScheduleTimes();
+    updateWorkerTimes();
+    refreshStaleWorkers();
     const schedules = state.schedules;
     const now = Date.now() + state.clockOffset;
     if (schedulesSeen() && L.schedulesDue(schedules.rows, now, schedules.fetchedAt)) {
@@ -1377,8 +1796,11 @@ function wire() {
 
 function start() {
   wire();
+  const tab = hashTab();
+  if (tab) Object.assign(state.jobs, { tab, chosen: true });
   renderSelected();
-  renderDlq();
+  renderJobs();
+  renderWorkers();
   renderJob();
   renderSchedules();
   renderCharts();

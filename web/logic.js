@@ -495,3 +495,168 @@ export function schedulesDue(schedules, nowMs, fetchedAtMs, graceMs = 2000) {
     return Number.isFinite(next) && next + graceMs <= nowMs && next >= fetchedAtMs - graceMs;
   });
 }
+
+// -- job lists ---------------------------------------------------------------------------
+
+/**
+ * The job lists' tabs: the state the API takes, its label, the snapshot field that counts
+ * it, and the time that orders the state's list (the job's field, and its column's title).
+ */
+export const JOB_TABS = [
+  { state: "ready", label: "Ready", field: "ready", when: null, whenLabel: "" },
+  { state: "inflight", label: "In flight", field: "inflight", when: "deadline", whenLabel: "Lease ends" },
+  { state: "delayed", label: "Delayed", field: "delayed", when: "ready_at", whenLabel: "Ready" },
+  { state: "dead", label: "Dead-letter", field: "dlq", when: "dead_at", whenLabel: "Dead since" },
+  { state: "done", label: "Done", field: "done", when: "finished_at", whenLabel: "Finished" },
+  { state: "cancelled", label: "Cancelled", field: "cancelled", when: "finished_at", whenLabel: "Finished" },
+];
+
+/** The tab of ``state`` (undefined for none). */
+export function jobTab(state) {
+  return JOB_TABS.find((tab) => tab.state === state);
+}
+export const JOB_LIST_STATES = new Set(JOB_TABS.map((tab) => tab.state));
+/** Jobs on one page of a list. */
+export const JOB_PAGE_SIZE = 50;
+
+/** How many jobs of ``state`` a snapshot entry counts; null when it does not say. */
+export function tabCount(entry, state) {
+  const tab = JOB_TABS.find((t) => t.state === state);
+  const value = entry && tab ? entry[tab.field] : undefined;
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 ? value : null;
+}
+
+/**
+ * The tab a queue opens on when none was chosen: the dead-letter queue when it holds
+ * jobs (what needs a look), else ready. An explicit ``wanted`` tab (the URL's) wins.
+ */
+export function defaultTab(entry, wanted) {
+  if (JOB_LIST_STATES.has(wanted)) return wanted;
+  return (tabCount(entry, "dead") ?? 0) > 0 ? "dead" : "ready";
+}
+
+/**
+ * The request for one page of a list: one job more than the page shows, so that the
+ * answer says whether there is a next page (done and cancelled jobs have no count).
+ */
+export function jobListPath(queue, state, offset, pageSize = JOB_PAGE_SIZE) {
+  const params = new URLSearchParams({ state, limit: String(pageSize + 1), offset: String(offset) });
+  return `/api/queues/${encodeURIComponent(queue)}/jobs?${params}`;
+}
+
+/**
+ * A key that changes whenever the jobs of a list may have changed: for the dead-letter
+ * queue only its own counters, for the others any count of the queue (a job enters or
+ * leaves ready, in flight and delayed on every claim, ack, retry or cancel).
+ */
+export function listKey(entry, state) {
+  if (!entry) return "";
+  if (state === "dead") return `dead:${dlqKey(entry)}`;
+  return `${state}:${jobWatchKey(entry)}:${entry.done ?? ""}:${entry.cancelled ?? ""}`;
+}
+
+/**
+ * What a page shows, as "51–100 of 120": ``shown`` jobs from ``offset``. On the last page
+ * (no ``more``) the total is what the pages hold; before it, ``total`` is the snapshot's
+ * count, shown only when it is ahead of the page ("51–100 of more" when it is unknown or
+ * lags behind).
+ */
+export function pageSummary(offset, shown, total, more) {
+  if (shown <= 0) return offset > 0 ? `none from ${formatCount(offset + 1)}` : "";
+  const end = offset + shown;
+  const range = `${formatCount(offset + 1)}–${formatCount(end)}`;
+  if (!more) return `${range} of ${formatCount(end)}`;
+  return typeof total === "number" && total > end ? `${range} of ${formatCount(total)}` : `${range} of more`;
+}
+
+/** A size in bytes, short: "512 B", "12.3 kB", "4.1 MB". */
+export function formatBytes(value) {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) return "—";
+  if (value < 1000) return `${Math.round(value)} B`;
+  for (const [size, unit] of [
+    [1e9, "GB"],
+    [1e6, "MB"],
+    [1e3, "kB"],
+  ]) {
+    if (value >= size) {
+      const scaled = value / size;
+      return `${scaled < 9.95 ? scaled.toFixed(1).replace(/\.0$/, "") : Math.round(scaled)} ${unit}`;
+    }
+  }
+  return `${value} B`;
+}
+
+/** The marker of a payload cut short in a list: "truncated · 1.2 MB", or null when whole. */
+export function truncationNote(job) {
+  if (!job || job.payload_truncated !== true) return null;
+  const size = formatBytes(job.payload_bytes);
+  return size === "—" ? "truncated" : `truncated · ${size}`;
+}
+
+// -- workers -----------------------------------------------------------------------------
+
+/** A time the API gives as ISO 8601 text or as ms since the epoch: ms, or NaN. */
+export function timeMs(value) {
+  if (typeof value === "number") return Number.isFinite(value) ? value : NaN;
+  return parseTime(value);
+}
+
+/** A worker's queues: the names it lists, as text. */
+export function workerQueues(worker) {
+  return Array.isArray(worker?.queues) ? worker.queues.map((q) => String(q)) : [];
+}
+
+/**
+ * A worker's concurrency: ``{queue: n}`` as "emails 4 · sms 2" (just "4" for one queue),
+ * in the order of ``queues`` (the worker's list; others after it, by name), a plain
+ * number as itself; "—" when unknown.
+ */
+export function formatConcurrency(concurrency, queues = []) {
+  if (typeof concurrency === "number") return formatCount(concurrency);
+  if (!concurrency || typeof concurrency !== "object" || Array.isArray(concurrency)) return "—";
+  const rank = (queue) => {
+    const index = queues.indexOf(queue);
+    return index < 0 ? queues.length : index;
+  };
+  const pairs = Object.entries(concurrency)
+    .filter(([, n]) => typeof n === "number" && Number.isFinite(n))
+    .sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b));
+  if (pairs.length === 0) return "—";
+  if (pairs.length === 1) return formatCount(pairs[0][1]);
+  return pairs.map(([queue, n]) => `${queue} ${formatCount(n)}`).join(" · ");
+}
+
+/** How many jobs a worker can run at once (the sum over its queues); null if unknown. */
+export function capacity(concurrency) {
+  if (typeof concurrency === "number") return Number.isFinite(concurrency) ? concurrency : null;
+  if (!concurrency || typeof concurrency !== "object") return null;
+  const values = Object.values(concurrency).filter((n) => typeof n === "number" && Number.isFinite(n));
+  return values.length ? values.reduce((a, b) => a + b, 0) : null;
+}
+
+/** The jobs a worker runs, as ``{queue, id, startedMs}`` (entries without an id left out). */
+export function runningJobs(worker) {
+  if (!Array.isArray(worker?.running)) return [];
+  const out = [];
+  for (const item of worker.running) {
+    if (!item || typeof item !== "object" || item.id == null) continue;
+    out.push({ queue: String(item.queue ?? ""), id: String(item.id), startedMs: timeMs(item.started_at) });
+  }
+  return out;
+}
+
+/** Workers in a stable order for the table: by host, then pid, then id. */
+export function sortWorkers(workers) {
+  const list = Array.isArray(workers) ? workers.filter((w) => w && typeof w === "object") : [];
+  return [...list].sort(
+    (a, b) =>
+      String(a.host ?? "").localeCompare(String(b.host ?? "")) ||
+      (Number(a.pid) || 0) - (Number(b.pid) || 0) ||
+      String(a.id ?? "").localeCompare(String(b.id ?? "")),
+  );
+}
+
+/** A key that changes whenever the number of live workers of some queue does (the stream's). */
+export function workersKey(entries) {
+  return entries.map((e) => `${e.queue}=${typeof e.workers === "number" ? e.workers : ""}`).join(",");
+}

@@ -30,7 +30,8 @@ request writes nothing to Redis. Every error is ``{"error": "<message>"}``:
 
 The OpenAPI document (``GET /api/openapi.json``, built in :mod:`.openapi`)
 states the same rules as JSON Schema. On this same blueprint: one job (read,
-wait for its end, cancel) in :mod:`.api_jobs`, the queue-admin routes (pause,
+wait for its end, cancel) in :mod:`.api_jobs`, live workers and the job lists
+of every state in :mod:`.api_observe`, the queue-admin routes (pause,
 resume, rate limit, delete) in :mod:`.api_queues`, schedules in
 :mod:`.api_schedules`.
 """
@@ -67,6 +68,7 @@ from .errors import json_error
 from .limits import DLQ_PAGE_DEFAULT, DLQ_PAGE_MAX, MAX_BULK_BYTES, MAX_DLQ_OFFSET, MAX_ENQUEUE_MANY
 from .openapi import build_openapi
 from .state import relay_state
+from .views import list_view
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -100,6 +102,7 @@ BODY_ENDPOINTS = frozenset(
 QUERY_PARAMS: Mapping[str, frozenset[str]] = {
     "api.get_job": frozenset({"wait"}),
     "api.list_dlq": frozenset({"limit", "offset"}),
+    "api.list_jobs": frozenset({"state", "limit", "offset"}),
     "api.delete_queue": frozenset({"force"}),
 }
 _DECIMAL = re.compile(r"-?[0-9]{1,30}")
@@ -417,11 +420,12 @@ async def queue_stats(q: str) -> ResponseReturnValue:
 
 @api.get(QUEUE + "/dlq")
 async def list_dlq(q: str) -> ResponseReturnValue:
-    """A page of dead jobs, oldest first (``limit`` 1-1000, default 50; ``offset``)."""
+    """A page of dead jobs, oldest first (``limit`` 1-1000, default 50; ``offset``);
+    payloads cut as in every list (whole in the job endpoint)."""
     queue = validate_queue_name(q)
     limit = _query_int("limit", DLQ_PAGE_DEFAULT, 1, DLQ_PAGE_MAX)
     offset = _query_int("offset", 0, 0, MAX_DLQ_OFFSET)
-    return [j.to_dict() for j in await _broker().dlq_list(queue, limit, offset)]
+    return [list_view(j) for j in await _broker().dlq_list(queue, limit, offset)]
 
 
 @api.post(QUEUE + "/dlq/<job_id:job_id>/requeue")
@@ -477,6 +481,6 @@ async def openapi_document() -> ResponseReturnValue:
     return build_openapi(max_payload_bytes=config.max_payload_bytes)
 
 
-# The routes of one job, of queue admin and of schedules register on ``api`` too;
-# imported last, as they use the above.
-from . import api_jobs, api_queues, api_schedules  # noqa: E402, F401
+# The routes of one job, of workers and job lists, of queue admin and of schedules
+# register on ``api`` too; imported last, as they use the above.
+from . import api_jobs, api_observe, api_queues, api_schedules  # noqa: E402, F401

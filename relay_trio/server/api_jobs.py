@@ -32,6 +32,7 @@ from ..broker_jobs import MAX_WAIT_S
 from ..job import validate_queue_name
 from .api import QUEUE, _broker, _query_value, api
 from .errors import json_error
+from .views import job_view
 
 MAX_JOB_WAITERS = 64
 """How many ``?wait=`` requests one app serves at once (429 beyond)."""
@@ -81,7 +82,7 @@ async def get_job(q: str, job_id: str) -> ResponseReturnValue:
     wait = _query_wait()
     broker = _broker()
     if not wait:
-        return (await broker.get_job(queue, job_id)).to_dict()
+        return job_view(await broker.get_job(queue, job_id))
     waits = _waits()
     try:
         waits.acquire_nowait()
@@ -97,7 +98,7 @@ async def get_job(q: str, job_id: str) -> ResponseReturnValue:
         job = await broker.wait_job(queue, job_id, wait)
     finally:
         waits.release()
-    return job.to_dict()
+    return job_view(job)
 
 
 @api.post(QUEUE + "/jobs/<job_id:job_id>/cancel")

@@ -2,14 +2,14 @@
 
 Lifecycle: ``before_serving`` opens the broker and starts the hub in the app's
 own nursery (the lifespan nursery quart-trio keeps in ``app.nursery``); the
-hub's poller only runs while someone streams. ``after_serving`` closes the hub
-and the broker. Requests never spawn work into the app's nursery.
+hub's poller only runs while someone streams; its snapshots, and the queue depths
+of ``/metrics`` at scrape time, come from :mod:`.snapshots`. ``after_serving``
+closes the hub and the broker. Requests never spawn work into the app's nursery.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ from .broadcast import Broadcaster
 from .config import ServerConfig
 from .direct import availability as fast_path_availability
 from .errors import json_error
+from .snapshots import Snapshots
 from .state import RelayState, relay_state, relay_state_of
 from .stream import EventStreamResponse, stream
 
@@ -154,15 +155,9 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
         )
         open_job_waits(app, broker)  # ?wait= requests hold blocking connections
 
-        async def source() -> list[dict[str, Any]]:
-            stats = await broker.snapshot()
-            taken_ms = int(time.time() * 1000)  # lets a client judge staleness and delay
-            entries = [{**s.to_dict(), "ts": taken_ms} for s in stats]
-            state.metrics.set_depths(entries)
-            return entries
-
+        snapshots = Snapshots(broker, state.metrics)
         hub = Hub(
-            source,
+            snapshots.tick,
             interval=config.poll_interval,
             drop_after=config.drop_after,
             keepalive=config.keepalive_interval,
@@ -175,9 +170,11 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
         state.metrics.fast_path_available.set(1 if available else 0)
         log.info("stream fast path %s (%s)", "available" if available else "off", why)
         state.broker, state.hub, state.broadcaster = broker, hub, broadcaster
+        state.snapshots = snapshots
 
     @app.after_serving
     async def stop() -> None:
+        state.snapshots = None  # a late scrape renders what it has
         if state.broadcaster is not None:
             state.broadcaster.close()
         if state.hub is not None:
@@ -202,7 +199,10 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
 
     @app.get("/metrics")
     async def metrics_text() -> Response:
-        return Response(relay_state().metrics.render(), content_type=CONTENT_TYPE)
+        serving = relay_state()
+        if serving.snapshots is not None:  # queue depths as Redis holds them now
+            await serving.snapshots.refresh_depths()
+        return Response(serving.metrics.render(), content_type=CONTENT_TYPE)
 
     # The dashboard: the page at ``/`` and its files (plain ES modules, CSS, the
     # vendored chart library) under ``/assets/``. Both rules are the one "index"

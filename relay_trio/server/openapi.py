@@ -91,7 +91,6 @@ def _op(
 
 def _paths() -> Schema:
     q, qj = "/api/queues/{q}", ("Queue", "JobId")
-    jobs = {"type": "array", "items": ref("Job")}
     requeued_n = obj({"requeued": {"type": "integer", "minimum": 0}}, ["requeued"])
     purged = obj({"purged": {"type": "integer", "minimum": 0}}, ["purged"])
     rate_limit = (200, ref("RateLimit"), "the limit; both null when there is none")
@@ -131,6 +130,16 @@ def _paths() -> Schema:
             )
         },
         f"{q}/jobs": {
+            "get": _op(
+                "listJobs",
+                "A page of the queue's jobs in one state, in that state's order: ready in "
+                "claim order, inflight by deadline, delayed by ready-at, dead oldest first, "
+                "done and cancelled most recently finished first (a queue never used: [])",
+                (200, {"type": "array", "items": ref("ListedJob")}, "jobs, payloads cut"),
+                READ_ERRORS,
+                params=("Queue", "State", "Limit", "Offset"),
+                tag="jobs",
+            ),
             "post": _op(
                 "enqueue",
                 "Add one job",
@@ -138,7 +147,7 @@ def _paths() -> Schema:
                 (*BODY_ERRORS, 409),
                 body="EnqueueRequest",
                 tag="jobs",
-            )
+            ),
         },
         f"{q}/jobs/bulk": {
             "post": _op(
@@ -180,8 +189,8 @@ def _paths() -> Schema:
         f"{q}/dlq": {
             "get": _op(
                 "listDeadJobs",
-                "A page of the dead-letter queue, oldest first",
-                (200, jobs, "dead jobs"),
+                "A page of the dead-letter queue, oldest first (payloads cut as in every list)",
+                (200, {"type": "array", "items": ref("ListedJob")}, "dead jobs, payloads cut"),
                 READ_ERRORS,
                 params=("Queue", "Limit", "Offset"),
                 tag="dlq",
@@ -250,6 +259,16 @@ def _paths() -> Schema:
                 "clearRateLimit", "Remove the limit", rate_limit, WRITE_ERRORS, special=known
             ),
         },
+        "/api/workers": {
+            "get": _op(
+                "listWorkers",
+                "Every live worker (its last heartbeat within its TTL), by id",
+                (200, {"type": "array", "items": ref("Worker")}, "workers"),
+                READ_ERRORS,
+                params=(),
+                tag="ops",
+            )
+        },
         "/api/info": {
             "get": _op(
                 "serverInfo",
@@ -275,8 +294,12 @@ def _paths() -> Schema:
                 "operationId": "stream",
                 "summary": "Server-Sent Events: a snapshot of every queue per poll",
                 "tags": ["ops"],
-                "description": "With a token set: Authorization: Bearer, or ?ticket= from "
-                "POST /api/stream/ticket (good once); ?access_token= is refused.",
+                "description": "Each data event is a JSON array, one entry per queue in name "
+                "order: {queue, ready, inflight, delayed, dlq, processed_total, dead_total, "
+                "paused, workers (live workers serving the queue; null when the worker "
+                "registry could not be read), ts (when taken, ms)}. With a token set: "
+                "Authorization: Bearer, or ?ticket= from POST /api/stream/ticket (good "
+                "once); ?access_token= is refused.",
                 "parameters": [{"name": "ticket", "in": "query", "schema": {"type": "string"}}],
                 "responses": {
                     "200": {

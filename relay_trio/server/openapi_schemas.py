@@ -19,12 +19,15 @@ from .limits import (
     BURST_MAX,
     DLQ_PAGE_DEFAULT,
     DLQ_PAGE_MAX,
+    LIST_PAYLOAD_BYTES,
+    LISTED_STATES,
     MAX_BULK_BYTES,
     MAX_DLQ_OFFSET,
     MAX_ENQUEUE_MANY,
     RATE_MAX,
     RATE_MIN,
 )
+from .views import WORKER_DEFAULTS
 
 Schema = dict[str, Any]
 
@@ -99,6 +102,49 @@ def schemas(max_payload_bytes: int, schedule_payload_bytes: int) -> Schema:
         "timeout_ms": timeout_ms,
     }
     counter: Schema = {"type": "integer", "minimum": 0}
+    when: Schema = {"type": ["string", "null"], "format": "date-time"}
+    job = obj(
+        {
+            "id": job_id,
+            "queue": {"type": "string"},
+            "payload": {"type": "string"},
+            "state": ref("JobState"),
+            "attempts": counter,
+            "max_retries": counter,
+            "priority": priority,
+            "created_at": {"type": "string", "format": "date-time"},
+            "idempotency_key": {"type": "string"},
+            "last_error": {"type": "string"},
+            "timeout_ms": {
+                "type": ["integer", "null"],
+                "description": "per-attempt timeout; null: the worker's default",
+            },
+            "result": {
+                "description": "a done job's return value (JSON; a bytes result as "
+                "UTF-8 text); null if none is kept"
+            },
+            "result_type": {
+                "type": ["string", "null"],
+                "enum": ["json", "bytes", None],
+                "description": "how the handler's return value was kept; null: none",
+            },
+            "finished_at": when | {"description": "when the job became done or cancelled"},
+            "ready_at": when | {"description": "a delayed job: when it becomes ready"},
+            "deadline": when
+            | {"description": "a job in flight: when its lease ends unless extended"},
+            "dead_at": when | {"description": "a dead job: when it was dead-lettered"},
+        },
+        ["id", "queue", "payload", "state", "attempts", "max_retries", "priority"],
+    )
+    listed = {
+        "payload": {
+            "type": "string",
+            "description": f"the first {LIST_PAYLOAD_BYTES} bytes of the payload as text "
+            "(cut at a character boundary) when it is longer; whole in GET .../jobs/{id}",
+        },
+        "payload_bytes": counter | {"description": "the whole payload's size"},
+        "payload_truncated": {"type": "boolean"},
+    }
     return {
         "Error": obj({"error": {"type": "string"}}, ["error"]),
         "DuplicateError": obj(
@@ -110,39 +156,13 @@ def schemas(max_payload_bytes: int, schedule_payload_bytes: int) -> Schema:
             ["error", "id"],
         ),
         "JobState": {"type": "string", "enum": [s.value for s in JobState]},
-        "Job": obj(
-            {
-                "id": job_id,
-                "queue": {"type": "string"},
-                "payload": {"type": "string"},
-                "state": ref("JobState"),
-                "attempts": counter,
-                "max_retries": counter,
-                "priority": priority,
-                "created_at": {"type": "string", "format": "date-time"},
-                "idempotency_key": {"type": "string"},
-                "last_error": {"type": "string"},
-                "timeout_ms": {
-                    "type": ["integer", "null"],
-                    "description": "per-attempt timeout; null: the worker's default",
-                },
-                "result": {
-                    "description": "a done job's return value (JSON; a bytes result as "
-                    "UTF-8 text); null if none is kept"
-                },
-                "result_type": {
-                    "type": ["string", "null"],
-                    "enum": ["json", "bytes", None],
-                    "description": "how the handler's return value was kept; null: none",
-                },
-                "finished_at": {
-                    "type": ["string", "null"],
-                    "format": "date-time",
-                    "description": "when the job became done or cancelled",
-                },
-            },
-            ["id", "queue", "payload", "state", "attempts", "max_retries", "priority"],
-        ),
+        "Job": job,
+        "ListedJob": job
+        | {
+            "properties": job["properties"] | listed,
+            "required": [*job["required"], "payload_bytes", "payload_truncated"],
+        },
+        "Worker": _worker_schema(counter, when),
         "Cancelled": obj(
             {
                 "id": job_id,
@@ -276,6 +296,29 @@ def schemas(max_payload_bytes: int, schedule_payload_bytes: int) -> Schema:
     }
 
 
+def _worker_schema(counter: Schema, when: Schema) -> Schema:
+    text: Schema = {"type": ["string", "null"]}
+    return obj(
+        {
+            "id": {"type": "string"},
+            "host": text,
+            "pid": {"type": ["integer", "null"]},
+            "queues": {"type": "array", "items": {"type": "string"}},
+            "concurrency": {"description": "as the worker states it (null if it does not)"},
+            "running": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"queue": {}, "id": {}}},
+                "description": "the jobs it runs: {queue, id, ...} each",
+            },
+            "started_at": text,
+            "version": text,
+            "last_seen": when | {"description": "its last heartbeat (Redis's clock)"},
+            "last_seen_ms": counter,
+        },
+        [*WORKER_DEFAULTS, "id", "last_seen", "last_seen_ms"],
+    ) | {"description": "what the worker says of itself (passed through), and last_seen"}
+
+
 def _schedule_schemas(payload_bytes: int, priority: Schema) -> Schema:
     name: Schema = {"type": "string", "pattern": NAME_PATTERN}
     fields: Schema = {
@@ -346,6 +389,13 @@ def parameters() -> Schema:
             "required": True,
             "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
             "description": "32 lowercase hex characters (anything else matches no route: 404)",
+        },
+        "State": {
+            "name": "state",
+            "in": "query",
+            "required": True,
+            "schema": {"type": "string", "enum": [st.value for st in LISTED_STATES]},
+            "description": "which jobs to list (400 naming these when missing or another)",
         },
         "Limit": query("limit", integer(1, DLQ_PAGE_MAX) | {"default": DLQ_PAGE_DEFAULT}),
         "Offset": query("offset", integer(0, MAX_DLQ_OFFSET) | {"default": 0}),

@@ -12,6 +12,7 @@ from ..hub import Hub
 from ..metrics import Metrics
 from .broadcast import Broadcaster
 from .config import ServerConfig
+from .snapshots import Snapshots
 
 
 @dataclass
@@ -24,6 +25,8 @@ class RelayState:
     """Set while serving."""
     broadcaster: Broadcaster | None = None
     """Set while serving: writes the fast-path streams."""
+    snapshots: Snapshots | None = None
+    """Set while serving: the hub's snapshot source, and the depths of ``/metrics``."""
 
     @property
     def serving_broker(self) -> Broker:
