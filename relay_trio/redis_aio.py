@@ -24,6 +24,7 @@ from redis.retry import Retry
 
 from ._errors import InvalidInput, RedisUnavailable, RelayError
 from .calls import Call, Op, Script
+from .redis_sentinel import async_sentinel_client, is_sentinel_url, sentinel_where
 from .redis_sync import (
     BLOCKING_SOCKET_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
@@ -64,7 +65,7 @@ class AsyncIO:
         self.client = client
         self._blocking = blocking
         kwargs = client.connection_pool.connection_kwargs
-        self.where = str(
+        self.where = sentinel_where(client) or str(
             kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
         )
         self._password: str | None = kwargs.get("password")
@@ -83,6 +84,22 @@ class AsyncIO:
         problem = redis_url_problem(url)
         if problem is not None:
             raise InvalidInput("redis_url", f"not a Redis URL ({problem})")
+        if is_sentinel_url(url):
+            return cls(
+                url,
+                async_sentinel_client(
+                    url,
+                    socket_timeout=socket_timeout,
+                    connect_timeout=connect_timeout,
+                    max_connections=max_connections,
+                ),
+                async_sentinel_client(
+                    url,
+                    socket_timeout=BLOCKING_SOCKET_TIMEOUT,
+                    connect_timeout=connect_timeout,
+                    max_connections=max_connections,
+                ),
+            )
         options: dict[str, Any] = {
             "max_connections": max_connections,
             "timeout": connect_timeout,

@@ -32,29 +32,36 @@ from .redis_sync import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SOCKET_TIMEOUT,
-    blocking_twin,
-    connect,
+    Client,
+    Target,
     execute,
     relay_error,
     was_sent,
-    where,
 )
 
 T = TypeVar("T")
 
 
 class RedisIO:
-    """A redis-py client driven from Trio: :meth:`from_url`, then :meth:`aclose`."""
+    """A redis-py client driven from Trio: :meth:`from_url`, then :meth:`aclose`.
 
-    def __init__(self, client: redis.Redis, *, max_connections: int) -> None:
-        self.client = client
-        self.where: str = where(client)
+    The URL may name any node of a Redis Cluster: the first call finds out (see
+    :class:`~relay_trio.redis_sync.Target`) and from then on the calls go to the
+    cluster's nodes."""
+
+    def __init__(self, client: Client | Target, *, max_connections: int) -> None:
+        self.target = client if isinstance(client, Target) else Target(client=client)
+        self.where: str = self.target.where
         """The server, as messages name it: ``host:port`` or the socket's path."""
-        self._password: str | None = client.connection_pool.connection_kwargs.get("password")
+        self._password: str | None = self.target.password
         self._limiter = trio.CapacityLimiter(max_connections)
-        self._blocking: redis.Redis | None = None
         self._blocking_limiter = trio.CapacityLimiter(max_connections)
         self._waiters = 0
+
+    @property
+    def client(self) -> Client:
+        """The client as known so far (a cluster's once the first call found one)."""
+        return self.target.current
 
     @classmethod
     def from_url(
@@ -71,15 +78,15 @@ class RedisIO:
         call can keep its task waiting. A URL redis-py cannot use is
         :class:`InvalidInput` (field ``redis_url``), checked without connecting.
         """
-        client = connect(
+        target = Target(
             url,
             socket_timeout=socket_timeout,
             connect_timeout=connect_timeout,
             max_connections=max_connections,
         )
-        return cls(client, max_connections=max_connections)
+        return cls(target, max_connections=max_connections)
 
-    async def run(self, fn: Callable[[redis.Redis], T]) -> T:
+    async def run(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(client)`` in a worker thread; see the module doc for cancellation."""
         return await self._to_thread(fn, abandon_on_cancel=False)
 
@@ -113,19 +120,16 @@ class RedisIO:
         worker reserves one per queue), so that no waiter queues behind another."""
         self._waiters += n
         if self._waiters > self._blocking_limiter.total_tokens:
-            self._blocking_limiter.total_tokens = self._waiters
-            self._blocking = None  # the next wait builds a pool of the new size
+            self._blocking_limiter.total_tokens = self._waiters  # the next wait: a bigger pool
 
     async def _blocking_call(self, call: Call) -> list[Any]:
         """A blocking pop, on a pool of its own whose socket timeout exceeds the
         longest block, abandoned on cancel: it can only take a hint, never a
         job, so a cancel returns at once and the thread finishes on its own."""
-        if self._blocking is None:
-            self._blocking = blocking_twin(self.client, int(self._blocking_limiter.total_tokens))
-        blocking = self._blocking
+        size = int(self._blocking_limiter.total_tokens)
         try:
             return await trio.to_thread.run_sync(
-                lambda: execute(blocking, call, self._error),
+                lambda: execute(self.target.blocking(size), call, self._error),
                 limiter=self._blocking_limiter,
                 abandon_on_cancel=True,
             )
@@ -137,14 +141,15 @@ class RedisIO:
 
     async def aclose(self) -> None:
         """Close every pooled connection; calls still running finish first."""
-        await self.run(lambda client: client.connection_pool.disconnect())
-        if self._blocking is not None:
-            self._blocking.connection_pool.disconnect()
+        await trio.to_thread.run_sync(self.target.close, limiter=self._limiter)
 
-    async def _to_thread(self, fn: Callable[[redis.Redis], T], *, abandon_on_cancel: bool) -> T:
+    async def _to_thread(self, fn: Callable[[Any], T], *, abandon_on_cancel: bool) -> T:
+        target = self.target
         try:
             return await trio.to_thread.run_sync(
-                fn, self.client, limiter=self._limiter, abandon_on_cancel=abandon_on_cancel
+                lambda: fn(target.client()),
+                limiter=self._limiter,
+                abandon_on_cancel=abandon_on_cancel,
             )
         except redis.RedisError as exc:
             raise self._error(exc) from exc

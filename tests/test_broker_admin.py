@@ -32,6 +32,8 @@ from relay_trio.broker import (
 )
 from relay_trio.job import DEFAULT_MAX_PAYLOAD_BYTES, JobSpec, JobState
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 MIB = 1024 * 1024
 
 

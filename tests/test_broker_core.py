@@ -19,11 +19,14 @@ from typing import Any
 import pytest
 import redis
 import trio
+from support import command_calls
 
 import relay_trio
 from relay_trio import Broker, InvalidInput, Job, JobNotFound, JobState
 from relay_trio import job as jobmod
 from relay_trio.broker import ENQUEUE_CHUNK
+
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
 
 Q = "core"
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -60,8 +63,7 @@ class CallCounter:
 
 
 def cmdstat(rdb: redis.Redis, name: str) -> int:
-    stats = rdb.info("commandstats")
-    return int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+    return command_calls(rdb, name)
 
 
 # -- enqueue -------------------------------------------------------------------

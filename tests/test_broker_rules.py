@@ -28,6 +28,8 @@ from relay_trio import (
 from relay_trio.broker import BURST_MAX, RATE_MAX, RATE_MIN
 from relay_trio.metrics import Metrics
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 Q = "rules"
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 import trio
-from support import eventually, running_worker
+from support import command_calls, eventually, running_worker
 
 from relay_trio import (
     Broker,
@@ -24,12 +24,13 @@ from relay_trio import (
 )
 from relay_trio.job import Job
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 Q = "results"
 
 
 def cmdstat(rdb: redis.Redis, name: str) -> int:
-    stats = rdb.info("commandstats")
-    return int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+    return command_calls(rdb, name)
 
 
 async def claim_one(broker: Broker, queue: str = Q, **options: Any) -> Job:

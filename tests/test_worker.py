@@ -35,6 +35,8 @@ from relay_trio import (
     WorkerConfig,
 )
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 TESTS_DIR = Path(__file__).resolve().parent
 Q = "work"
 

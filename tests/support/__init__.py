@@ -25,8 +25,10 @@ from typing import Any
 
 import redis
 import trio
+from redis.cluster import RedisCluster
 
 from relay_trio import Broker, QueueHandler, Worker, WorkerConfig
+from relay_trio.redis_sync import cluster_enabled
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class RedisServer:
     url: str
     owned: bool
     """True when the suite started this server (only then may a test flush it)."""
+    cluster: bool = False
+    """True for the session's Redis Cluster (``url`` names one of its nodes)."""
 
 
 async def eventually(
@@ -54,14 +58,37 @@ async def eventually(
 
 
 def delete_prefix(redis_url: str, prefix: str) -> None:
-    """Delete every key under ``prefix`` (a test's own; never anything else)."""
+    """Delete every key under ``prefix`` (a test's own; never anything else), on a
+    single Redis or on every master of a cluster."""
     client = redis.Redis.from_url(redis_url)
+    cluster: Any = None
     try:
-        keys = list(client.scan_iter(match=prefix + ":*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
+        nodes: list[redis.Redis] = [client]
+        if cluster_enabled(client):
+            cluster: Any = RedisCluster.from_url(redis_url)
+            nodes = [node.redis_connection for node in cluster.get_primaries()]
+        for node in nodes:
+            keys = list(node.scan_iter(match=prefix + ":*", count=1000))
+            pipe = node.pipeline(transaction=False)
+            for key in keys:  # one key a command: on a cluster they span slots
+                pipe.unlink(key)
+            pipe.execute()
     finally:
         client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def command_calls(rdb: redis.Redis, name: str) -> int:
+    """How many times Redis ran command ``name`` (INFO commandstats); on a cluster,
+    summed over its masters."""
+    if isinstance(rdb, RedisCluster):
+        cluster: Any = rdb
+        per_node = cluster.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        stats = list(per_node.values())
+    else:
+        stats = [rdb.info("commandstats")]
+    return sum(int(s.get(f"cmdstat_{name}", {}).get("calls", 0)) for s in stats)
 
 
 def keys_under(rdb: redis.Redis, prefix: str) -> list[str]:
