@@ -248,19 +248,22 @@ class JobOps:
             extra: Callable[[int], tuple[Any, ...]] | None = lambda i: (values[i],)  # noqa: E731
         else:
             extra = None
+        clocks: list[Any] = []  # each script's last reply entry: the Redis time (ms)
         by_queue, replies = yield from self._per_lease(
             "ack",
             jobs,
             lambda q: [q.inflight, q.processed, q.ready, q.done],
             lambda q: [q.base, ttl_ms],
             extra,
+            tails=clocks,
         )
         out = [flag == 1 for flag in replies]
-        now_ms = time.time() * 1000
-        for queue, indexes in by_queue.items():
+        # latency on one clock: Redis's, which stamped created_at at enqueue
+        for (queue, indexes), now_ms in zip(by_queue.items(), clocks, strict=True):
             acked = [jobs[i] for i in indexes if out[i]]
             self.events.count("processed", queue, len(acked))
-            self.events.observe_latency(queue, [(now_ms - j.created_at_ms) / 1000 for j in acked])
+            now_s = int(now_ms) / 1000
+            self.events.observe_latency(queue, [now_s - j.created_at_ms / 1000 for j in acked])
         return out
 
     def nack(self, job: Job, error: str = "", *, dead: bool = False) -> Op[NackResult]:
@@ -329,11 +332,14 @@ class JobOps:
         keys: Callable[[QueueKeys], list[str]],
         head: Callable[[QueueKeys], list[Any]],
         extra: Callable[[int], tuple[Any, ...]] | None = None,
+        *,
+        tails: list[Any] | None = None,
     ) -> Op[tuple[dict[str, list[int]], list[Any]]]:
         """Run script ``name`` once per queue of ``jobs`` — KEYS ``keys(q)``, ARGV
         ``head(q)`` then each job's id, lease and ``extra(index)`` — all in one
         round trip. Returns the jobs' indexes by queue, and each job's entry of
-        its script's reply."""
+        its script's reply. With ``tails``, each reply ends with one entry more
+        (after the jobs'), appended to ``tails`` in the order of the queues."""
         by_queue = _by_queue(jobs)
         out: list[Any] = [0] * len(jobs)
         if not jobs:
@@ -351,6 +357,9 @@ class JobOps:
             steps.append(Script(name, keys(q), args))
         replies = yield Call(steps)
         for indexes, reply in zip(by_queue.values(), replies, strict=True):
+            if tails is not None:
+                tails.append(reply[-1])
+                reply = reply[:-1]
             for index, value in zip(indexes, reply, strict=True):
                 out[index] = value
         return by_queue, out

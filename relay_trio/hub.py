@@ -32,6 +32,15 @@ Ownership and lifetime:
 * :meth:`Hub.close` (server shutdown) ends every subscription at once (their
   ``receive`` raises :class:`trio.EndOfChannel`) and makes ``serve`` return.
 
+With a ``relay`` (:class:`relay_trio.fleet.Fleet`: one poller per fleet of
+server processes, spec section 13) the polling child runs the relay instead of
+polling on its own: while its process leads the fleet, the relay polls through
+:meth:`Hub._take` (with the event id to use) and hands the snapshot to
+:meth:`Hub._deliver`; while it follows, it delivers the snapshots another
+process polled. Everything else is unchanged: the child is
+still started by the first subscriber and cancelled with the last, snapshots
+still reach subscribers only through their channels.
+
 Cancelling ``serve`` cancels the poller; subscriptions still open see their
 channel closed. Nothing is left running and nothing is written anywhere: the
 hub only reads.
@@ -81,6 +90,19 @@ KEEPALIVE_EVENT = b": keep-alive\n\n"
 def encode_event(seq: int, entries: Sequence[Mapping[str, Any]]) -> bytes:
     data = json.dumps(list(entries), separators=(",", ":"), ensure_ascii=False)
     return b"id: %d\ndata: %s\n\n" % (seq, data.encode())
+
+
+Take = Callable[[int], Awaitable["Snapshot | None"]]
+"""Poll once and encode the snapshot under the given event id (nothing is
+delivered); ``None`` if the poll failed (the tick is skipped)."""
+Deliver = Callable[["Snapshot"], None]
+"""Hand a snapshot (polled elsewhere) to every subscriber."""
+
+
+class Relay(Protocol):
+    """What drives a hub's polling child in a fleet; see :mod:`relay_trio.fleet`."""
+
+    async def run(self, take: Take, deliver: Deliver, interval: float) -> None: ...
 
 
 class Subscription:
@@ -153,8 +175,10 @@ class Hub:
         drop_after: float = 30.0,
         keepalive: float | None = None,
         metrics: HubMetrics | None = None,
+        relay: Relay | None = None,
     ) -> None:
         self._source = source
+        self._relay = relay
         self.interval = interval
         self.keepalive = keepalive
         self._last_offer = -math.inf
@@ -235,6 +259,10 @@ class Hub:
             self._poll_scope = None
 
     async def _poll(self, scope: trio.CancelScope) -> None:
+        if self._relay is not None:
+            with scope:
+                await self._relayed(self._relay)
+            return
         with scope:
             next_poll = trio.current_time()
             while True:
@@ -249,6 +277,23 @@ class Hub:
                     wake = min(wake, self._last_offer + self.keepalive)
                 await trio.sleep_until(wake)
 
+    async def _relayed(self, relay: Relay) -> None:
+        """The polling child in a fleet: the relay polls or delivers; keep-alives
+        go out here when nothing did for ``keepalive`` seconds."""
+        self._last_offer = max(self._last_offer, trio.current_time())
+        async with trio.open_nursery() as nursery:
+            if self.keepalive:
+                nursery.start_soon(self._keepalives, self.keepalive)
+            await relay.run(self._take, self._deliver, self.interval)
+            nursery.cancel_scope.cancel()
+
+    async def _keepalives(self, keepalive: float) -> None:
+        while True:
+            await trio.sleep_until(self._last_offer + keepalive)
+            now = trio.current_time()
+            if now - self._last_offer >= keepalive:
+                self._offer_keepalive(now)
+
     def _offer_keepalive(self, now: float) -> None:
         """Nothing was sent for ``keepalive`` seconds (failing or slow polls): hand a
         keep-alive comment to every subscriber that has nothing waiting."""
@@ -259,21 +304,33 @@ class Hub:
                 subscription.offer(keepalive)
 
     async def _tick(self) -> None:
+        snapshot = await self._take(self._seq + 1)
+        if snapshot is not None:
+            self._deliver(snapshot)
+
+    async def _take(self, seq: int) -> Snapshot | None:
+        """Poll, and encode the snapshot as event ``seq``; ``None`` when the poll
+        failed (counted and logged)."""
         began = trio.current_time()
         self.polls += 1
         self._report("polls")
         try:
             entries = list(await self._source())
-            event = encode_event(self._seq + 1, entries)
+            event = encode_event(seq, entries)
         except Exception as exc:  # a failed tick is skipped; the poller lives on
             self.poll_errors += 1
             self._report("poll_errors")
             log.warning("hub poll failed, tick skipped: %s", exc)
-            return
+            return None
         now = trio.current_time()
         self._report("poll_duration", now - began)
-        self._seq += 1
-        snapshot = Snapshot(self._seq, entries, event, now)
+        return Snapshot(seq, entries, event, now)
+
+    def _deliver(self, snapshot: Snapshot) -> None:
+        """Hand ``snapshot`` to every subscriber (latest wins), dropping those that
+        took nothing for ``drop_after`` seconds while snapshots waited."""
+        now = trio.current_time()
+        self._seq = snapshot.seq
         self.latest = snapshot
         self._last_offer = now
         for subscription in list(self._subscribers):
@@ -298,11 +355,14 @@ class Hub:
 
 __all__ = [
     "KEEPALIVE_EVENT",
+    "Deliver",
     "Hub",
     "HubClosed",
     "HubMetrics",
+    "Relay",
     "Snapshot",
     "SnapshotSource",
     "Subscription",
+    "Take",
     "encode_event",
 ]

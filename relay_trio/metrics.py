@@ -1,8 +1,10 @@
 """Prometheus metrics (spec section 8), in a registry of their own per process.
 
 Broker counters are labelled ``queue`` and count what *this process* did
-(a server counts the enqueues it took; a worker its claims and acks); the
-queue depth gauge and the hub metrics come from the hub's snapshots.
+(a server counts the enqueues it took; a worker its claims and acks):
+:class:`JobMetrics` has those and the latency histogram (what a worker
+exports, with its own, see :mod:`relay_trio.worker_metrics`); :class:`Metrics`
+(the server's) adds the queue depth gauge and the hub and stream metrics.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ DEPTH_STATES = ("ready", "inflight", "delayed", "dlq")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-class Metrics:
-    """Every metric relay-trio exports. Implements the broker's event hook."""
+class JobMetrics:
+    """The job metrics of what this process did: ``relay_jobs_<event>_total{queue}``
+    for each broker event and ``relay_job_latency_seconds{queue}`` (creation to
+    ack, both on Redis's clock). Implements the broker's event hook."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -44,11 +48,34 @@ class Metrics:
         }
         self.latency = Histogram(
             "relay_job_latency_seconds",
-            "Time from job creation to ack",
+            "Time from job creation to ack (the Redis server's clock)",
             ["queue"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+    # -- the broker's event hook ---------------------------------------------------
+
+    def count(self, event: str, queue: str, n: int = 1) -> None:
+        if n > 0:
+            self.jobs[event].labels(queue).inc(n)
+
+    def observe_latency(self, queue: str, seconds: Iterable[float]) -> None:
+        histogram = self.latency.labels(queue)
+        for value in seconds:
+            histogram.observe(max(0.0, value))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class Metrics(JobMetrics):
+    """Every metric the server exports: the job metrics, the queue depths, the
+    hub's and the stream's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        r = self.registry
         self.depth = Gauge(
             "relay_queue_depth", "Jobs per queue and state", ["queue", "state"], registry=r
         )
@@ -98,17 +125,6 @@ class Metrics:
         )
         self._depth_queues: set[str] = set()
 
-    # -- the broker's event hook ---------------------------------------------------
-
-    def count(self, event: str, queue: str, n: int = 1) -> None:
-        if n > 0:
-            self.jobs[event].labels(queue).inc(n)
-
-    def observe_latency(self, queue: str, seconds: Iterable[float]) -> None:
-        histogram = self.latency.labels(queue)
-        for value in seconds:
-            histogram.observe(max(0.0, value))
-
     # -- from the hub ------------------------------------------------------------
 
     def hub_event(self, event: str, value: float = 1.0) -> None:
@@ -157,6 +173,3 @@ class Metrics:
             for state in DEPTH_STATES:
                 self.depth.remove(name, state)
         self._depth_queues = seen
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

@@ -18,6 +18,9 @@ lease, ``WorkerConfig``'s bounds) is the library's own :class:`~relay_trio._sett
 object, and a default the library already has (``WorkerConfig``'s, the demo
 handler's, the key prefix) is read from it: nothing is written twice.
 
+How a value is spelled (a Redis URL, a host, a token, a switch ...) is checked
+by the parsers of :mod:`relay_trio._setting_values`.
+
 A bad value is a :class:`~relay_trio.ConfigError` (a ``ValueError``) that names
 the field (``poll_interval: must be at least 0.05 and at most 3,600, got 0``)
 or the variable (``RELAY_POLL_INTERVAL: ..., got 0``); a secret (a token, a
@@ -28,13 +31,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import ipaddress
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from . import broker_core, demo_handler, worker_config
-from ._errors import InvalidInput
 from ._setting import (
     HOUR,
     BadValue,
@@ -45,136 +45,28 @@ from ._setting import (
     optional_number,
     refused,
 )
+from ._setting_values import (
+    PORTS,
+    _bind_host,
+    _handler,
+    _host_list_text,
+    _host_names,
+    _log_format,
+    _metrics_port,
+    _metrics_port_text,
+    _prefix,
+    _redis_url,
+    _switch,
+    _switch_text,
+    _tasks,
+    _token,
+)
 from .demo_handler import make_demo_handler
 from .job import DEFAULT_MAX_PAYLOAD_BYTES
-from .keys import DEFAULT_PREFIX, validate_prefix
-from .redis_sync import DEFAULT_SOCKET_TIMEOUT, redis_url_problem
+from .keys import DEFAULT_PREFIX
+from .redis_sync import DEFAULT_SOCKET_TIMEOUT
 
 HOUR_MS = int(HOUR * 1000)
-
-
-# -- how settings are spelled ---------------------------------------------------------
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise BadValue("not text", repr(value))
-    return str(value)  # a plain str, whatever subclass it came as
-
-
-def _redis_url(value: object) -> str:
-    """A URL redis-py can use (checked without connecting). Never shown: it may
-    hold a password."""
-    url = _text(value)
-    problem = redis_url_problem(url)
-    if problem is not None:
-        raise BadValue(f"not a Redis URL ({problem})")
-    return url
-
-
-def _prefix(value: object) -> str:
-    try:
-        return _text(validate_prefix(value))
-    except InvalidInput as exc:  # its message shows the value
-        raise BadValue(exc.message) from None
-
-
-def _token(what: str) -> Callable[[object], str | None]:
-    """A token must be sendable as an HTTP header. Never shown."""
-
-    def check(value: object) -> str | None:
-        if value is None:
-            return None
-        token = _text(value)
-        if not token:
-            raise BadValue(f"the {what} is empty")
-        if token != token.strip(" \t"):
-            raise BadValue(f"the {what} starts or ends with a space or a tab, which HTTP drops")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in token):
-            raise BadValue(f"the {what} has a control character, which no HTTP header can carry")
-        try:
-            token.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadValue(f"the {what} is not valid UTF-8 text") from None
-        return token
-
-    return check
-
-
-_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def _switch_text(text: str) -> bool:
-    word = text.strip().lower()
-    if word not in _YES + _NO:
-        raise BadValue(f"not yes or no ({', '.join(_YES)}; or {', '.join(_NO)})", repr(text))
-    return word in _YES
-
-
-def _switch(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise BadValue("not True or False", repr(value))
-    return value
-
-
-def _host_names(value: object) -> tuple[str, ...]:
-    """Allowed Host names, canonical, each once: one (a str) or several."""
-    from .server.auth import allowed_host  # the server's rules; imported when needed
-
-    names = (value,) if isinstance(value, str) else value
-    if not isinstance(names, Iterable):
-        raise BadValue("not a list of host names", repr(value))
-    try:
-        return tuple(dict.fromkeys(allowed_host(_text(name)) for name in names))
-    except ValueError as exc:  # its message shows the name
-        raise BadValue(str(exc)) from None
-
-
-def _host_list_text(text: str) -> tuple[str, ...]:
-    """Comma-separated names (blank entries skipped)."""
-    return _host_names([name for name in text.split(",") if name.strip()])
-
-
-_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-
-
-def _bind_host(value: object) -> str:
-    """An address to listen on: an IP address (v4, or v6 with or without brackets)
-    or a host name (dot-separated labels of letters, digits and hyphens, the last
-    not all digits: ``999.1.1.1`` is no address). Whether a name resolves, and
-    whether the address is this host's, only binding can tell."""
-    text = _text(value)
-    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-    try:
-        return str(ipaddress.ip_address(bare))
-    except ValueError:
-        pass
-    labels = text.removesuffix(".").split(".")
-    if (
-        len(text) <= 253
-        and all(_HOST_LABEL.fullmatch(label) for label in labels)
-        and not labels[-1].isdigit()
-    ):
-        return text
-    raise BadValue("not an IP address or a host name", repr(text))
-
-
-def _handler(value: object) -> str:
-    spec = _text(value)
-    if not spec:
-        raise BadValue("empty: give module:function, or demo")
-    return spec
-
-
-def _tasks(value: object) -> str | None:
-    """``module:registry``: its form and the import are checked when the worker
-    loads it (:func:`~relay_trio.tasks.load_registry`), whose message says why."""
-    if value is None:
-        return None
-    spec = _text(value)
-    if not spec:
-        raise BadValue("empty: give module:registry (e.g. myapp.tasks:tasks)")
-    return spec
 
 
 def _default_of(cls: type, name: str) -> Any:
@@ -213,7 +105,19 @@ PREFIX: Setting[str] = Setting(
     flag="--prefix",
     show_value=False,
 )
+LOG_FORMAT: Setting[str] = Setting(
+    "log_format",
+    "RELAY_LOG_FORMAT",
+    "kv",
+    "log lines as key=value fields (kv) or JSON objects (json), one per line",
+    _log_format,
+    _log_format,
+    flag="--log-format",
+    metavar="{kv,json}",
+)
 CONNECTION = (REDIS_URL, PREFIX)
+COMMON: tuple[Setting[Any], ...] = (*CONNECTION, LOG_FORMAT)
+"""The settings of every command, given before or after the verb."""
 
 # -- the server: ServerConfig has a field for each (in this order) ----------------
 
@@ -314,6 +218,16 @@ SOCKET_TIMEOUT = number(
     DEFAULT_SOCKET_TIMEOUT,
     "seconds a Redis command may take before it fails",
 )
+FLEET: Setting[bool] = Setting(
+    "fleet",
+    "RELAY_FLEET",
+    False,
+    "share one hub poll with every --fleet server on this Redis and prefix (a leader "
+    "elected through a Redis lease polls and publishes; the others relay)",
+    _switch_text,
+    _switch,
+    flag="--fleet",
+)
 SERVER: tuple[Setting[Any], ...] = (
     REDIS_URL,
     PREFIX,
@@ -328,6 +242,7 @@ SERVER: tuple[Setting[Any], ...] = (
     DROP_AFTER,
     MAX_PAYLOAD_BYTES,
     SOCKET_TIMEOUT,
+    FLEET,
 )
 
 # -- how the server listens: `relay-trio server`, serve_relay() ---------------------
@@ -343,7 +258,6 @@ HOST: Setting[str] = Setting(
     _bind_host,
     flag="--host",
 )
-PORTS = Range(int, 0, 65535)
 PORT = number("port", "RELAY_PORT", PORTS, 8000, "port (0 picks one)", flag="--port")
 KEEP_ALIVE_TIMEOUT = number(
     "keep_alive_timeout",
@@ -443,6 +357,37 @@ NO_SCHEDULES: Setting[bool] = Setting(
     _switch,
     flag="--no-schedules",
 )
+PRESENCE_INTERVAL = number(
+    "presence_interval",
+    "RELAY_PRESENCE_INTERVAL",
+    worker_config.WORKER_CONFIG_RANGES["presence_interval"],
+    _default_of(worker_config.WorkerConfig, "presence_interval"),
+    "seconds between the worker's beats to the registry of live workers; a worker that "
+    "stops beating is dropped after three",
+    flag="--presence-interval",
+)
+METRICS_PORT: Setting[int | None] = Setting(
+    "metrics_port",
+    "RELAY_METRICS_PORT",
+    None,
+    "serve this worker's Prometheus metrics at http://HOST:PORT/metrics (0 picks a free "
+    "port, printed at start); off: none",
+    _metrics_port_text,
+    _metrics_port,
+    PORTS,
+    "--metrics-port",
+    shown_default="off",
+    metavar="PORT",
+)
+METRICS_HOST: Setting[str] = Setting(
+    "metrics_host",
+    "RELAY_METRICS_HOST",
+    "127.0.0.1",
+    "the address --metrics-port listens on",
+    _bind_host,
+    _bind_host,
+    flag="--metrics-host",
+)
 DEMO_FAIL_RATE = number(
     "demo_fail_rate",
     "RELAY_DEMO_FAIL_RATE",
@@ -468,17 +413,22 @@ WORKER: tuple[Setting[Any], ...] = (
     JOB_TIMEOUT,
     RESULT_TTL,
     NO_SCHEDULES,
+    PRESENCE_INTERVAL,
+    METRICS_PORT,
+    METRICS_HOST,
     DEMO_FAIL_RATE,
     DEMO_SLEEP_MS,
 )
 
-ALL: tuple[Setting[Any], ...] = SERVER + LAUNCH + WORKER
+ALL: tuple[Setting[Any], ...] = SERVER + LAUNCH + WORKER + (LOG_FORMAT,)
 """Every setting with a ``RELAY_*`` variable (each variable names one setting)."""
 
 __all__ = [
     "ALL",
+    "COMMON",
     "CONNECTION",
     "LAUNCH",
+    "PORTS",
     "SERVER",
     "WORKER",
     "BadValue",

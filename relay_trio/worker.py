@@ -29,7 +29,15 @@ concurrency limit. Its tasks, all in the nursery of :meth:`Worker.serve`:
   cannot be stopped: it is abandoned (it finishes in the background, and what
   it returns changes nothing);
 * the **scheduler** (:func:`relay_trio.scheduler.run_scheduler`): enqueues the
-  cron schedules' jobs; every worker runs one, each fire time enqueues once.
+  cron schedules' jobs; every worker runs one, each fire time enqueues once;
+* **presence** (:mod:`relay_trio.worker_upkeep`): every ``presence_interval``
+  (2 s) the worker tells the registry of live workers who it is (:attr:`Worker.id`)
+  and what it runs; it leaves at the end of ``serve``.
+
+**Logs.** Every job event (a failure and its retry, a dead-letter, a timeout, a
+reject, an abort, a release at shutdown, an adopted claim, a refused ack ...)
+is one record of the ``relay_trio.worker`` logger with the job's queue, id and
+attempt as fields (see :mod:`relay_trio.logs`); a job that succeeds logs nothing.
 
 **Results.** What a handler returns is kept as the job's result (state
 ``done``) for the broker's ``result_ttl_s``; a value that is neither bytes nor
@@ -69,14 +77,16 @@ the background, or dies with the process); its job was released.
 from __future__ import annotations
 
 import itertools
-import logging
 import math
-from collections.abc import Sequence
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import trio
 
 from ._errors import ConfigError, Reject, RelayError
-from .broker import SWEEP_LIMIT, Broker
+from .broker import Broker
 from .broker_jobs import NULL_RESULT
 from .job import Job
 from .scheduler import run_scheduler
@@ -88,9 +98,17 @@ from .worker_config import (
     WorkerConfig,
     WorkerStats,
 )
-from .worker_parts import Lane, Run, cancelled_part, error_text, key, storable
-
-log = logging.getLogger(__name__)
+from .worker_parts import (
+    Lane,
+    Run,
+    cancelled_part,
+    error_text,
+    key,
+    log_nack,
+    storable,
+    worker_event,
+)
+from .worker_upkeep import check_aborts, keep_present, leave, maintain, new_worker_id
 
 RATE_LIMIT_RECHECK = 1.0
 """Longest sleep of a rate-limited claim loop before it asks again."""
@@ -104,7 +122,11 @@ class Worker:
         broker: Broker,
         handlers: Sequence[QueueHandler],
         config: WorkerConfig | None = None,
+        *,
+        info: Mapping[str, Any] | None = None,
     ) -> None:
+        """``info``: more of what the worker tells the registry of live workers
+        about itself (JSON-encodable; e.g. ``{"tasks": [...]}``)."""
         if not handlers:
             raise ConfigError("handlers", "a worker needs at least one queue handler")
         if len({h.queue for h in handlers}) != len(handlers):
@@ -112,7 +134,14 @@ class Worker:
         self.broker = broker
         self.handlers = list(handlers)
         self.config = config or WorkerConfig()
-        self.stats = WorkerStats(running={h.queue: 0 for h in handlers})
+        self.stats = WorkerStats(
+            running={h.queue: 0 for h in handlers}, claims={h.queue: 0 for h in handlers}
+        )
+        self.id = new_worker_id()
+        """This worker's id in the registry of live workers: ``host:pid:random``."""
+        self.host = socket.gethostname()
+        self.started_at = time.time()
+        self.info = dict(info or {})
         self._running: dict[tuple[str, str], Run] = {}  # by (queue, id): see key()
         # finished (to ack) or given back (to release), not yet confirmed by Redis;
         # a later claim of the same job replaces the entry with its new lease
@@ -141,16 +170,17 @@ class Worker:
             async with trio.open_nursery() as service:
                 service.start_soon(self._finisher)
                 service.start_soon(self._heartbeat)
-                service.start_soon(self._abort_check)
+                service.start_soon(check_aborts, self)
+                service.start_soon(keep_present, self)
                 if self.config.schedules:
                     service.start_soon(
                         lambda: run_scheduler(self.broker, refresh_s=self.config.schedule_refresh)
                     )
                 for h in self.handlers:
-                    service.start_soon(
-                        self._maintain, h.queue, "promote", self.config.promote_interval
-                    )
-                    service.start_soon(self._maintain, h.queue, "reap", self.config.reap_interval)
+                    interval = self.config.promote_interval
+                    service.start_soon(maintain, self.broker, h.queue, "promote", interval)
+                    interval = self.config.reap_interval
+                    service.start_soon(maintain, self.broker, h.queue, "reap", interval)
                 async with trio.open_nursery() as jobs:
                     lanes = [Lane(h, jobs) for h in self.handlers]
                     async with trio.open_nursery() as claimers:
@@ -174,6 +204,7 @@ class Worker:
             if self._to_ack or self._to_release:  # cancelled from outside: one last try
                 with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                     await self._finish_batch()
+            await leave(self)
 
     # -- claiming and running ------------------------------------------------------
 
@@ -188,6 +219,7 @@ class Worker:
                 except trio.WouldBlock:
                     break
                 want += 1
+            self.stats.claims[h.queue] += 1
             try:
                 # shielded: a claim that ran must hand its jobs to handlers, not
                 # be dropped by a cancel (they would wait for the reaper)
@@ -198,17 +230,18 @@ class Worker:
             except Exception as exc:  # RelayError, or anything a foreign key causes
                 for _ in range(want):
                     slots.release()
-                log.warning("claim from %r failed: %s", h.queue, exc)
+                worker_event("claim.failed", queue=h.queue, error=str(exc))
                 await trio.sleep(self.config.error_retry_delay)
                 continue
             for _ in range(want - len(claim.jobs)):
                 slots.release()
+            now = time.time()
             self.stats.claimed += len(claim.jobs)
             for job in claim.jobs:
                 if self._adopt(job):
                     slots.release()
                     continue
-                self._running[key(job)] = Run(job, lane)
+                self._running[key(job)] = Run(job, lane, now)
                 self.stats.running[h.queue] += 1
                 lane.pending.append(job)
             if lane.pending and not lane.spares:
@@ -235,14 +268,14 @@ class Worker:
         else:
             return False
         self.stats.reclaimed += 1
-        log.warning("job %s was claimed again while this worker held it: new lease adopted", job.id)
+        worker_event("job.adopted", job)
         return True
 
     async def _idle(self, queue: str, seconds: float) -> None:
         try:
             await self.broker.wait_for_work(queue, seconds)
         except RelayError as exc:
-            log.warning("waiting for work on %r failed: %s", queue, exc)
+            worker_event("wait.failed", queue=queue, error=str(exc))
             await trio.sleep(self.config.error_retry_delay)
 
     def _wake_runner(self, lane: Lane) -> None:
@@ -288,6 +321,7 @@ class Worker:
         handler = lane.handler.handler
         error: str | None = None
         dead = False
+        cause = "error"
         value: object = None
         try:
             with trio.CancelScope(deadline=run.timeout_at if lane.is_async else math.inf) as scope:
@@ -307,7 +341,7 @@ class Worker:
                 return
             if scope.cancelled_caught:
                 self.stats.timed_out += 1
-                error = f"timed out after {run.timeout:g} s"
+                error, cause = f"timed out after {run.timeout:g} s", "timeout"
         except BaseException as exc:
             cancelled = cancelled_part(exc)
             if cancelled is not None:  # the worker is shutting down (or cancelled)
@@ -318,7 +352,7 @@ class Worker:
                 raise cancelled from None
             if isinstance(exc, Reject):
                 self.stats.rejected += 1
-                error, dead = f"rejected: {exc}", True
+                error, dead, cause = f"rejected: {exc}", True, "reject"
             else:
                 error = error_text(exc)
         finally:
@@ -333,7 +367,7 @@ class Worker:
             else:
                 self.stats.failed += 1
                 lease = run.job.lease
-                await self._nack(run.job, error, dead=dead)
+                await self._nack(run.job, error, dead=dead, cause=cause)
                 if run.job.lease != lease:  # claimed again while the nack ran
                     self._to_release[key(run.job)] = run.job
                     self._finisher_wake.set()
@@ -349,36 +383,22 @@ class Worker:
         if not self._running and self.stopping:
             self._drained.set()
 
-    async def _nack(self, job: Job, error: str, *, dead: bool = False) -> None:
+    async def _nack(self, job: Job, error: str, *, dead: bool, cause: str) -> None:
+        """Record a failed attempt (``cause``: error, timeout or reject) and log it."""
         try:
             with trio.CancelScope(shield=True):  # a failed attempt is recorded even at shutdown
-                await self.broker.nack(job, error, dead=dead)
+                result = await self.broker.nack(job, error, dead=dead)
         except RelayError as exc:  # the job stays in flight; the reaper returns it
-            log.warning("nack of job %s failed: %s", job.id, exc)
+            worker_event("job.nack_failed", job, cause=cause, error=error, redis_error=str(exc))
+            return
+        log_nack(job, result.outcome, result.delay_ms, cause, error)
 
     async def _finish_abort(self, job: Job) -> None:
         try:
             with trio.CancelScope(shield=True):
                 await self.broker.finish_abort(job)
         except RelayError as exc:  # the job stays in flight; the reaper cancels it
-            log.warning("abort of job %s failed: %s", job.id, exc)
-
-    async def _abort_check(self) -> None:
-        """While jobs run, ask which were aborted (one round trip for every queue)."""
-        while True:
-            await trio.sleep(self.config.abort_check_interval)
-            if not self._running:
-                continue
-            queues = sorted({queue for queue, _ in self._running})
-            try:
-                aborted = await self.broker.aborts(queues)
-            except RelayError as exc:
-                log.warning("abort check failed: %s", exc)
-                continue
-            for (queue, job_id), run in list(self._running.items()):
-                if job_id in aborted.get(queue, ()) and not run.aborted:
-                    log.info("job %s of %r aborted: cancelling its handler", job_id, queue)
-                    run.abort()
+            worker_event("job.abort_failed", job, error=str(exc))
 
     # -- acks and releases, heartbeats, maintenance -------------------------------------
 
@@ -412,7 +432,13 @@ class Worker:
                 results = await self.broker.ack_many(batch)
         except RelayError as exc:
             what = "release" if releasing else "ack"
-            log.warning("%s of %d jobs failed (will retry): %s", what, len(batch), exc)
+            worker_event(
+                f"{what}.failed",
+                count=len(batch),
+                queues=sorted({j.queue for j in batch}),
+                jobs=[j.id for j in batch[:20]],  # the first few
+                error=str(exc),
+            )
             return False
         for job, ok in zip(batch, results, strict=True):
             if pending.get(key(job)) is not job:
@@ -422,10 +448,12 @@ class Worker:
                 self._results.pop(key(job), None)
             if releasing:
                 self.stats.released += ok
+                worker_event("job.released" if ok else "job.release_stale", job)
             elif ok:
                 self.stats.acked += 1
             else:
                 self.stats.stale_acks += 1
+                worker_event("job.ack_stale", job)
         return True
 
     async def _heartbeat(self) -> None:
@@ -441,26 +469,12 @@ class Worker:
             try:
                 kept = await self.broker.extend_many(jobs, self.config.visibility_ms)
             except RelayError as exc:
-                log.warning("heartbeat failed: %s", exc)
+                self.stats.heartbeat_failures += 1
+                worker_event("heartbeat.failed", count=len(jobs), error=str(exc))
                 continue
-            lost = sum(not ok for ok in kept)
-            if lost:
-                log.warning("%d job(s) lost their lease (reaped?): acks will be refused", lost)
-
-    async def _maintain(self, queue: str, what: str, interval: float) -> None:
-        while True:
-            try:
-                while True:
-                    if what == "promote":
-                        moved = await self.broker.promote(queue)
-                    else:
-                        reaped = await self.broker.reap(queue)
-                        moved = reaped.requeued + reaped.dead
-                    if moved < SWEEP_LIMIT:
-                        break
-            except Exception as exc:  # RelayError, or anything a foreign key causes
-                log.warning("%s pass on %r failed: %s", what, queue, exc)
-            await trio.sleep(interval)
+            for job, ok in zip(jobs, kept, strict=True):
+                if not ok:
+                    worker_event("job.lease_lost", job)
 
 
 __all__ = [

@@ -39,6 +39,8 @@ WORKER_CONFIG_RANGES: dict[str, Range[Any]] = {
     "error_retry_delay": Range(float, 0.0, HOUR),
     "abort_check_interval": Range(float, 0.01, 60.0),
     "schedule_refresh": Range(float, 0.1, HOUR),
+    # the registry keeps a worker for 3 intervals: 150 ms to an hour
+    "presence_interval": Range(float, 0.05, 1200.0),
 }
 
 
@@ -79,6 +81,9 @@ class WorkerConfig:
     """Run the cron scheduler (every worker may: each fire time enqueues once)."""
     schedule_refresh: float = 5.0
     """How often the scheduler re-reads the schedules."""
+    presence_interval: float = 2.0
+    """How often the worker tells the registry of live workers that it is alive
+    (and what it runs); it is dropped 3 intervals after its last word."""
 
     def __post_init__(self) -> None:
         for name, bounds in WORKER_CONFIG_RANGES.items():
@@ -104,3 +109,10 @@ class WorkerStats:
     rejected: int = 0
     """Jobs a handler rejected (:class:`~relay_trio.Reject`): dead-lettered at once."""
     running: dict[str, int] = field(default_factory=dict)
+    """Jobs held per queue: running, or claimed and about to run."""
+    claims: dict[str, int] = field(default_factory=dict)
+    """Claim calls per queue (each takes up to ``max_claim`` jobs)."""
+    heartbeat_failures: int = 0
+    """Lease heartbeats (one round trip for every held job) that failed."""
+    presence_failures: int = 0
+    """Beats to the registry of live workers that failed."""

@@ -11,6 +11,7 @@ import traceback
 
 import trio
 
+from . import logs
 from ._errors import RelayError
 from .broker_jobs import encode_result
 from .job import Job
@@ -23,15 +24,17 @@ class Run:
     """One job this worker runs: its current claim (``job``, whose lease a later
     claim of the same job replaces), its lane and its timeout."""
 
-    __slots__ = ("aborted", "job", "lane", "scope", "timeout", "timeout_at")
+    __slots__ = ("aborted", "claimed_at", "job", "lane", "scope", "timeout", "timeout_at")
 
-    def __init__(self, job: Job, lane: Lane) -> None:
+    def __init__(self, job: Job, lane: Lane, claimed_at: float) -> None:
         self.job = job
         self.lane = lane
         self.timeout = job.timeout_ms / 1000 if job.timeout_ms else lane.handler.timeout
         self.timeout_at = math.inf
         self.scope: trio.CancelScope | None = None
         self.aborted = False
+        self.claimed_at = claimed_at
+        """Wall clock (Unix seconds) of the claim (read once per claim call)."""
 
     def abort(self) -> None:
         """The job was cancelled while it ran: stop its handler."""
@@ -108,7 +111,7 @@ def storable(value: object, job: Job) -> bytes:
     try:
         return encode_result(value)
     except RelayError as exc:
-        log.warning("job %s returned a value that is not JSON: kept as its repr (%s)", job.id, exc)
+        worker_event("job.result_not_json", job, error=str(exc))
         return encode_result(repr(value)[:4096])
 
 
@@ -123,3 +126,90 @@ def error_text(exc: BaseException) -> str:
     head = "".join(traceback.format_exception_only(exc)).strip()
     frames = "".join(traceback.format_tb(exc.__traceback__, limit=-3)).rstrip()
     return f"{head}\n{frames}" if frames else head
+
+
+# Every event the worker logs: its level and its text (``str.format``ted with the
+# event's fields). A job's event also carries the job's queue, id and attempt.
+EVENTS: dict[str, tuple[int, str]] = {
+    "job.retry": (logging.WARNING, "attempt failed ({cause}): retry in {delay_ms} ms"),
+    "job.dead": (logging.ERROR, "attempt failed ({cause}): dead-lettered"),
+    "job.nack_stale": (
+        logging.WARNING,
+        "attempt failed ({cause}), but the job was no longer this worker's (lease lost)",
+    ),
+    "job.nack_failed": (
+        logging.WARNING,
+        "recording the failed attempt failed (the reaper returns the job): {redis_error}",
+    ),
+    "job.aborted": (logging.INFO, "aborted: cancelling its handler"),
+    "job.abort_failed": (
+        logging.WARNING,
+        "ending the aborted job failed (the reaper cancels it): {error}",
+    ),
+    "job.released": (
+        logging.INFO,
+        "released at shutdown (its handler was cancelled): back to ready, no attempt used",
+    ),
+    "job.release_stale": (
+        logging.WARNING,
+        "release refused: the job was no longer this worker's (lease lost)",
+    ),
+    "job.ack_stale": (
+        logging.WARNING,
+        "ack refused: the job was no longer this worker's (lease lost; it may run again)",
+    ),
+    "job.adopted": (
+        logging.WARNING,
+        "claimed again while this worker held it (its lease ran out): new lease adopted",
+    ),
+    "job.lease_lost": (
+        logging.WARNING,
+        "the heartbeat found the lease gone (reaped?): its ack will be refused",
+    ),
+    "job.result_not_json": (
+        logging.WARNING,
+        "the handler returned a value that is not JSON: kept as its repr ({error})",
+    ),
+    "claim.failed": (logging.WARNING, "claim from {queue!r} failed: {error}"),
+    "wait.failed": (logging.WARNING, "waiting for work on {queue!r} failed: {error}"),
+    "ack.failed": (logging.WARNING, "ack of {count} job(s) failed (will retry): {error}"),
+    "release.failed": (logging.WARNING, "release of {count} job(s) failed (will retry): {error}"),
+    "heartbeat.failed": (logging.WARNING, "lease heartbeat of {count} job(s) failed: {error}"),
+    "abort_check.failed": (logging.WARNING, "abort check failed: {error}"),
+    "promote.failed": (logging.WARNING, "promote pass on {queue!r} failed: {error}"),
+    "reap.failed": (logging.WARNING, "reap pass on {queue!r} failed: {error}"),
+    "worker.beat_failed": (
+        logging.WARNING,
+        "presence beat failed (the next one in {interval:g} s): {error}",
+    ),
+    "worker.leave_failed": (
+        logging.WARNING,
+        "leaving the registry of workers failed (the entry expires): {error}",
+    ),
+}
+
+
+def worker_event(name: str, job: Job | None = None, **fields: object) -> None:
+    """Log event ``name`` of :data:`EVENTS` with its fields (and ``job``'s queue,
+    id and attempt); see :mod:`relay_trio.logs`. Nothing is built when its level
+    is off."""
+    level, text = EVENTS[name]
+    if log.isEnabledFor(level):
+        logs.event(log, level, name, "%s", text.format_map(fields), job=job, **fields)
+
+
+def log_nack(job: Job, outcome: str, delay_ms: int, cause: str, error: str) -> None:
+    """The record of a failed attempt's outcome (retry, dead or stale)."""
+    if outcome == "retry":
+        worker_event(
+            "job.retry",
+            job,
+            max_retries=job.max_retries,
+            cause=cause,
+            delay_ms=delay_ms,
+            error=error,
+        )
+    elif outcome == "dead":
+        worker_event("job.dead", job, max_retries=job.max_retries, cause=cause, error=error)
+    else:
+        worker_event("job.nack_stale", job, cause=cause, error=error)

@@ -357,7 +357,7 @@ def test_job_timeout_reaches_the_queue_handlers(run: Any, monkeypatch: pytest.Mo
         return made[-1]
 
     monkeypatch.setattr(commands, "QueueHandler", record)
-    monkeypatch.setattr(commands, "_broker_run", lambda args, fn: 0)
+    monkeypatch.setattr(commands, "_broker_run", lambda args, fn, **_: 0)
     monkeypatch.setitem(commands.COMMANDS, "worker", commands.run_worker)
     for argv, env, timeout in (
         (("--job-timeout", "2.5"), {}, 2.5),
@@ -383,7 +383,7 @@ def test_the_worker_builds_its_handlers_at_the_edges(
 ) -> None:
     """The command line's ranges are the library's: QueueHandler, WorkerConfig and
     the demo handler take every value the parser lets through."""
-    monkeypatch.setattr(commands, "_broker_run", lambda args, fn: 0)
+    monkeypatch.setattr(commands, "_broker_run", lambda args, fn, **_: 0)
     monkeypatch.setitem(commands.COMMANDS, "worker", commands.run_worker)
     flags = ("--concurrency", "--visibility-ms", "--grace-period", "--job-timeout")
     flags += ("--demo-fail-rate", "--demo-sleep-ms")

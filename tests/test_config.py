@@ -53,10 +53,13 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "metrics_token": ("m3trics", "m3trics"),
     "allowed_hosts": (" Relay.Example ,, [fd00::1],relay.example", ("relay.example", "fd00::1")),
     "read_only": ("Yes", True),
+    "fleet": ("on", True),
     "host": ("[::1]", "::1"),
     "handler": ("handlers_for_tests:slow", "handlers_for_tests:slow"),
     "tasks": ("myapp.tasks:registry", "myapp.tasks:registry"),
     "no_schedules": ("on", True),
+    "metrics_host": ("[::1]", "::1"),
+    "log_format": ("json", "json"),
 }
 
 # A value that is no number's bad value: refused by each entry.
@@ -67,8 +70,11 @@ BAD_SAMPLES: dict[str, tuple[str, str]] = {  # name: (text, words of the reason)
     "metrics_token": ("s3cret\x01", "the metrics token has a control character"),
     "allowed_hosts": ("ok.example,http://x", "allowed host 'http://x'"),
     "read_only": ("maybe", "not yes or no"),
+    "fleet": ("sometimes", "not yes or no"),
     "host": ("999.1.1.1", "not an IP address or a host name"),
     "no_schedules": ("2", "not yes or no"),
+    "metrics_host": ("999.1.1.1", "not an IP address or a host name"),
+    "log_format": ("xml", "not a log format (choose kv or json)"),
 }
 
 
@@ -292,7 +298,7 @@ def test_server_config_refuses_each_bad_value_naming_the_field(setting: Setting[
         cases += [(wrong_kind, f"not a {setting.range.noun}"), (None, "not a")]
         if setting.range.kind is float:
             cases += [(math.nan, "not a finite number"), (math.inf, "not a finite number")]
-    if setting is settings.READ_ONLY:  # in Python, a bool
+    if setting in (settings.READ_ONLY, settings.FLEET):  # in Python, a bool
         cases = [("yes", "not True or False"), (1, "not True or False")]
     for value, words in cases:
         if setting is settings.ALLOWED_HOSTS:

@@ -65,7 +65,9 @@ def test_the_server_says_at_start_whether_the_fast_path_is_on(
     with server_process(redis_server.url, prefix) as server:
         started = "".join(server.output)
         assert re.search(
-            r"INFO relay_trio\.server\.app: stream fast path available \(hypercorn", started
+            r"level=info logger=relay_trio\.server\.app "
+            r'msg="stream fast path available \(hypercorn',
+            started,
         )
         assert server.metric("relay_stream_fast_path_available") == 1.0
         server.stop()

@@ -94,6 +94,7 @@ async def test_a_job_reaped_and_claimed_again_by_its_own_worker_runs_once(
         go_on.set()
         await ends_in(broker, job_id, None)  # acked under the new lease
         assert calls == [job_id]  # run once
+        await eventually(lambda: worker.stats.acked == 1)  # the ack's reply is back too
         assert (worker.stats.acked, worker.stats.stale_acks) == (1, 0)
         await still_serves(broker, worker)
     assert (await broker.stats(Q)).processed_total == 2

@@ -19,14 +19,13 @@ the job has not ended within ``--wait``.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from functools import partial
 
 import trio
 
-from .. import settings
+from .. import logs, settings
 from .._errors import ConfigError, InvalidInput, ListenError, RelayError
 from .._redact import redact_url
 from .commands import COMMANDS
@@ -72,26 +71,11 @@ def _run_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_logs() -> None:
-    """relay-trio's own log lines, once: INFO (the stream's fast path at start) on
-    stdout with the command's other messages for people, WARNING and up (a worker's
-    retries) on stderr. A program that configured logging keeps its own."""
-    logger = logging.getLogger("relay_trio")
-    if logger.handlers:
-        return
-    form = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    info, problems = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
-    info.addFilter(lambda record: record.levelno < logging.WARNING)
-    problems.setLevel(logging.WARNING)
-    for handler in (info, problems):
-        handler.setFormatter(form)
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _show_logs()
+    # relay-trio's log lines (--log-format): INFO on stdout with the command's other
+    # messages for people, WARNING and up (a worker's retries) on stderr
+    logs.setup(args.log_format)
     if args.command != "demo" and not args.redis_url:
         args.redis_url = settings.REDIS_URL.default
     try:

@@ -28,8 +28,10 @@ from .._errors import ConfigError, InvalidInput, QueueNotEmpty, QueueNotFound
 from .._redact import redact_url
 from ..broker import Broker
 from ..demo_handler import make_demo_handler
+from ..metrics import JobMetrics
 from ..tasks import load_registry
 from ..worker import Handler, QueueHandler, Worker, WorkerConfig
+from ..worker_metrics import WorkerCollector, metrics_url, open_listeners, serve_metrics
 from .commands_jobs import JOB_COMMANDS
 from .commands_jobs import broker_run as _broker_run
 
@@ -63,16 +65,19 @@ def load_handler(spec: str, args: argparse.Namespace) -> Handler:
     return handler  # type: ignore[no-any-return]
 
 
-def worker_handlers(args: argparse.Namespace) -> tuple[dict[str, Handler], str]:
-    """Each queue the worker serves with its handler, and what serves them in
-    words: ``--queue``s with ``--handler``, or ``--tasks``' queues (all, or the
-    ``--queue``s among them). A bad combination is a :class:`ConfigError`."""
+def worker_handlers(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Handler], str, dict[str, Any]]:
+    """Each queue the worker serves with its handler, what serves them in words,
+    and what the worker tells the registry of workers about them (a registry's
+    task names): ``--queue``s with ``--handler``, or ``--tasks``' queues (all, or
+    the ``--queue``s among them). A bad combination is a :class:`ConfigError`."""
     queues = list(dict.fromkeys(args.queue or ()))
     if args.tasks is None:
         if not queues:
             raise ConfigError("queue", "give --queue (repeatable) with --handler, or --tasks")
         handler = load_handler(args.handler, args)
-        return dict.fromkeys(queues, handler), f"handler {args.handler}"
+        return dict.fromkeys(queues, handler), f"handler {args.handler}", {}
     if args.handler != settings.HANDLER.default:
         raise ConfigError(
             "handler",
@@ -93,11 +98,12 @@ def worker_handlers(args: argparse.Namespace) -> tuple[dict[str, Handler], str]:
         )
     if queues:
         handlers = {q: handlers[q] for q in queues}
-    return handlers, f"tasks {args.tasks}: {len(registry)} task(s)"
+    names = sorted(t.name for t in registry if t.queue in handlers)
+    return handlers, f"tasks {args.tasks}: {len(registry)} task(s)", {"tasks": names}
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    by_queue, serving = worker_handlers(args)
+    by_queue, serving, info = worker_handlers(args)
     try:  # the parser keeps every number in range; this is a last line of defence
         handlers = [
             QueueHandler(q, handler, args.concurrency, timeout=args.job_timeout)
@@ -107,15 +113,24 @@ def run_worker(args: argparse.Namespace) -> int:
             visibility_ms=args.visibility_ms,
             grace_period=args.grace_period,
             schedules=not args.no_schedules,
+            presence_interval=args.presence_interval,
         )
     except ValueError as exc:
         print(f"relay-trio worker: error: {exc}", file=sys.stderr)
         return 2
+    metrics = None if args.metrics_port is None else JobMetrics()
 
     async def work(broker: Broker) -> int:
-        worker = Worker(broker, handlers, config)
+        listeners: list[trio.SocketListener] = []
+        if metrics is not None:  # a busy port: one line and exit 1, before any job ran
+            listeners = await open_listeners(args.metrics_host, args.metrics_port)
+            print(f"metrics on {metrics_url(listeners)}", flush=True)
+        worker = Worker(broker, handlers, config, info=info)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, worker, nursery.cancel_scope)
+            if metrics is not None:
+                metrics.registry.register(WorkerCollector(worker))
+                await nursery.start(serve_metrics, listeners, metrics.render)
             await worker.serve()
             stats = worker.stats
             aborted = f", {stats.aborted} aborted" if stats.aborted else ""
@@ -135,7 +150,7 @@ def run_worker(args: argparse.Namespace) -> int:
         f"Redis {redact_url(args.redis_url)}); Ctrl-C stops",
         flush=True,
     )
-    return _broker_run(args, work)
+    return _broker_run(args, work, events=metrics)
 
 
 async def _stop_on_signal(worker: Worker, scope: trio.CancelScope) -> None:

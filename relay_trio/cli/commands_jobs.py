@@ -31,6 +31,7 @@ from .._errors import InvalidInput, JobFinished, JobNotFound
 from ..broker import Broker, open_broker
 from ..broker_jobs import MAX_WAIT_S
 from ..job import Job, JobState
+from ..results import BrokerEvents
 from ..schedules import Schedule
 
 EXIT_NOT_FOUND = 3
@@ -39,18 +40,28 @@ EXIT_NOT_YET = 5
 EXIT_INTERRUPTED = 130
 
 
-def broker_run(args: argparse.Namespace, fn: Callable[[Broker], Awaitable[int]]) -> int:
+async def with_broker(
+    args: argparse.Namespace,
+    fn: Callable[[Broker], Awaitable[int]],
+    events: BrokerEvents | None = None,
+) -> int:
     """``fn`` with a broker on the command's Redis and prefix (and, for a verb
-    that has the flag, its ``--result-ttl``), under ``trio.run``."""
-    options: dict[str, Any] = {"prefix": args.prefix}
+    that has the flag, its ``--result-ttl``), telling ``events`` (metrics)."""
+    options: dict[str, Any] = {"prefix": args.prefix, "events": events}
     if getattr(args, "result_ttl", None) is not None:
         options["result_ttl_s"] = args.result_ttl
+    async with open_broker(args.redis_url, **options) as broker:
+        return await fn(broker)
 
-    async def go() -> int:
-        async with open_broker(args.redis_url, **options) as broker:
-            return await fn(broker)
 
-    return trio.run(go)
+def broker_run(
+    args: argparse.Namespace,
+    fn: Callable[[Broker], Awaitable[int]],
+    *,
+    events: BrokerEvents | None = None,
+) -> int:
+    """:func:`with_broker` under ``trio.run``."""
+    return trio.run(with_broker, args, fn, events)
 
 
 def _fail(verb: str, message: str, code: int) -> int:

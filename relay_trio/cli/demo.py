@@ -4,9 +4,11 @@ With no Redis configured it starts a private ``redis-server`` (stopped with the
 demo). Everything else runs in one Trio nursery: the server (Hypercorn), one
 worker serving the demo queues with the built-in demo handler, a producer that
 enqueues a steady mix of jobs (some delayed, some high priority, some doomed
-to the DLQ), and a one-line progress display. Ctrl-C (or SIGTERM) stops the
-producer, lets the worker finish or nack its running jobs, stops the server,
-and exits 0.
+to the DLQ), and a one-line progress display. The worker serves its own
+Prometheus metrics on a free port of ``--host`` (the URL is printed); its job
+events (the demo's deliberate failures) are not logged, the dashboard shows
+them. Ctrl-C (or SIGTERM) stops the producer, lets the worker finish or nack
+its running jobs, stops the server, and exits 0.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import logging
 import random
 import signal
 import sys
@@ -29,10 +32,13 @@ from .._setting import WEEK
 from ..broker import Broker, open_broker
 from ..demo_handler import make_demo_handler
 from ..embedded import redis_url
+from ..logs import DropJobEvents
+from ..metrics import JobMetrics
 from ..server.config import ServerConfig
 from ..server.serve import serve_relay
 from ..worker import QueueHandler, Worker, WorkerConfig
 from ..worker_config import CONCURRENCY
+from ..worker_metrics import WorkerCollector, metrics_url, open_listeners, serve_metrics
 from .types import add_number, float_between, int_between, setting_type
 
 QUEUES = ("emails", "reports", "thumbnails")
@@ -84,9 +90,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace, url: str) -> None:
-    async with open_broker(url, prefix=args.prefix) as broker:
-        await broker.io.ping()  # a Redis it cannot use is one line, before anything starts
-        await _run_all(args, url, broker)
+    quiet = DropJobEvents()
+    worker_log = logging.getLogger("relay_trio.worker")
+    worker_log.addFilter(quiet)
+    try:
+        async with open_broker(url, prefix=args.prefix) as broker:
+            await broker.io.ping()  # a Redis it cannot use is one line, before anything starts
+            await _run_all(args, url, broker)
+    finally:
+        worker_log.removeFilter(quiet)
     print("demo stopped", flush=True)
 
 
@@ -112,11 +124,16 @@ async def _run_all(args: argparse.Namespace, url: str, broker: Broker) -> None:
             )
         print(f"Dashboard: {binds[0]}/   (Ctrl-C stops everything)", flush=True)
         handler = make_demo_handler(args.fail_rate, sleep_ms=40)
+        metrics = JobMetrics()  # what the worker did: its broker's events, and its own
         worker = Worker(
-            broker,
+            Broker(broker.io, prefix=args.prefix, events=metrics),
             [QueueHandler(q, handler, args.concurrency) for q in QUEUES],
             WorkerConfig(grace_period=2.0, visibility_ms=10_000),
         )
+        metrics.registry.register(WorkerCollector(worker))
+        listeners = await open_listeners(args.host, 0)
+        await nursery.start(serve_metrics, listeners, metrics.render)
+        print(f"Worker metrics: {metrics_url(listeners)}", flush=True)
         worker_done = trio.Event()
 
         async def work() -> None:

@@ -41,12 +41,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_connection_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """``--redis-url`` and ``--prefix``: with their defaults on the top-level parser
-    (the Redis URL's left unset: ``demo`` then starts its own Redis); without
-    (``SUPPRESS``) on each verb's, so a flag after the verb overrides and an
-    absent one leaves the top-level value alone."""
+    """``--redis-url``, ``--prefix`` and ``--log-format`` (every command's): with
+    their defaults on the top-level parser (the Redis URL's left unset: ``demo``
+    then starts its own Redis); without (``SUPPRESS``) on each verb's, so a flag
+    after the verb overrides and an absent one leaves the top-level value alone."""
     add_setting(parser, settings.REDIS_URL, fallback=None, suppress=not defaults)
     add_setting(parser, settings.PREFIX, suppress=not defaults)
+    add_setting(parser, settings.LOG_FORMAT, suppress=not defaults)
 
 
 def connection_parent() -> argparse.ArgumentParser:

@@ -6,7 +6,9 @@
 --   (the result is 'j' .. JSON text or 'b' .. bytes)
 -- Returns one entry per pair: 1 = acked (processed+1; the hash deleted, or kept
 --   as 'done' with its result for the TTL), 0 = stale (the lease no longer
---   matches: re-claimed or finished; or the id came earlier in this call).
+--   matches: re-claimed or finished; or the id came earlier in this call);
+--   then, last, the Redis time (ms) of the ack (latency is measured on the
+--   clock that stamped created_at).
 -- A job that a reaper gave back to ready under this lease and that nobody has
 -- claimed since (its reaped_lease is this lease) is acked too: the attempt
 -- did finish, and nobody else runs the job. Once claimed again it is stale.
@@ -20,6 +22,7 @@ local base, ttl = ARGV[1], tonumber(ARGV[2])
 local stride = 2
 if ttl > 0 then stride = 3 end
 local out, flying, waiting, hashes, done, kept = {}, {}, {}, {}, {}, {}
+local now = now_ms()
 for i = 3, #ARGV, stride do
   local id, lease = ARGV[i], ARGV[i + 1]
   local jk = base .. 'job:' .. id
@@ -47,7 +50,6 @@ if #hashes > 0 then
   in_chunks(flying, function(...) redis.call('ZREM', KEYS[1], ...) end)
   in_chunks(waiting, function(...) redis.call('ZREM', KEYS[3], ...) end)
   if ttl > 0 then
-    local now = now_ms()
     for _, k in ipairs(kept) do
       local r = k[3]
       local kind = 'json'
@@ -71,4 +73,5 @@ if #hashes > 0 then
   end
   redis.call('INCRBY', KEYS[2], #hashes)
 end
+out[#out + 1] = now
 return out

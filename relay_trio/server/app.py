@@ -2,7 +2,8 @@
 
 Lifecycle: ``before_serving`` opens the broker and starts the hub in the app's
 own nursery (the lifespan nursery quart-trio keeps in ``app.nursery``); the
-hub's poller only runs while someone streams; its snapshots, and the queue depths
+hub's poller only runs while someone streams (with ``fleet`` on, it shares one
+poll with the other server processes: :mod:`relay_trio.fleet`); its snapshots, and the queue depths
 of ``/metrics`` at scrape time, come from :mod:`.snapshots`. ``after_serving``
 closes the hub and the broker. Requests never spawn work into the app's nursery.
 """
@@ -25,6 +26,8 @@ from werkzeug.routing import RequestRedirect
 
 from .._errors import NotServing, RedisUnavailable, RelayError
 from ..broker import Broker
+from ..fleet import Fleet
+from ..fleet_redis import RedisBus, RedisLease
 from ..hub import Hub
 from ..metrics import CONTENT_TYPE, Metrics
 from .api import api
@@ -156,12 +159,20 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
         open_job_waits(app, broker)  # ?wait= requests hold blocking connections
 
         snapshots = Snapshots(broker, state.metrics)
+        relay = None
+        if config.fleet:  # one poll for every server process on this Redis and prefix
+            relay = Fleet(
+                RedisLease(broker.io, config.prefix),
+                RedisBus(broker.io, config.prefix),
+                on_relayed=snapshots.relayed,
+            )
         hub = Hub(
             snapshots.tick,
             interval=config.poll_interval,
             drop_after=config.drop_after,
             keepalive=config.keepalive_interval,
             metrics=state.metrics,
+            relay=relay,
         )
         await app.nursery.start(hub.serve)
         broadcaster = Broadcaster(hub, drop_after=config.drop_after, metrics=state.metrics)

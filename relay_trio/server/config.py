@@ -36,6 +36,9 @@ class ServerConfig:
     drop_after: float = s.DROP_AFTER.default
     max_payload_bytes: int = s.MAX_PAYLOAD_BYTES.default
     socket_timeout: float = s.SOCKET_TIMEOUT.default
+    fleet: bool = s.FLEET.default
+    """Share one poll with every server process on this Redis and prefix (spec
+    section 13, :mod:`relay_trio.fleet`); off: this process polls on its own."""
 
     @classmethod
     def from_env(

@@ -8,6 +8,9 @@ read of the worker registry, which gives each entry ``workers``, the number of
 live workers serving that queue (``null`` when the registry could not be read: the
 snapshot goes out without it). A tick's cost is constant in clients and in keys.
 
+In a fleet (section 13), a follower's snapshots come from the leader: each one
+relayed sets the depths too (:meth:`Snapshots.relayed`).
+
 A ``/metrics`` scrape calls :meth:`Snapshots.refresh_depths` first, so that
 ``relay_queue_depth`` is never left at what the last stream client saw: it reuses
 the newest snapshot that began less than ``max_age`` (1 s) ago, the hub's tick or
@@ -24,7 +27,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -100,6 +103,11 @@ class Snapshots:
             ]
             self._apply(began, entries)
             return entries
+
+    def relayed(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        """A snapshot another server process of the fleet took (spec section 13)
+        arrived: it sets the depths, and serves scrapes as one of our own would."""
+        self._apply(trio.current_time(), [dict(entry) for entry in entries])
 
     async def refresh_depths(self) -> None:
         """Make the depth gauge current for a scrape (see the module doc). Never

@@ -28,10 +28,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import redis
 import trio
 from benchdoc import DOC, write_section  # a sibling script, not a package
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/support: the cluster
+from support.cluster import local_cluster
 
 from relay_trio.broker import Broker, open_broker
 from relay_trio.embedded import embedded_redis
@@ -151,16 +155,43 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cluster", action="store_true", help="also on a 3-master cluster")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     given = os.environ.get("RELAY_BENCH_REDIS_URL")
     with contextlib.nullcontext(given) if given else embedded_redis() as url:
         results = trio.run(run_all, url, args.jobs, args.repeat)
         section = report(results, url, args)
+    if args.cluster:
+        with local_cluster() as cluster:
+            print(f"-- on a Redis Cluster of three masters ({cluster.url})")
+            on_cluster = trio.run(run_all, cluster.url, args.jobs, args.repeat)
+        section = cluster_report(section, results, on_cluster)
     if args.write:
         write_section(BEGIN, END, section)
         print(f"wrote {DOC}")
     return 0
+
+
+def cluster_report(
+    section: str,
+    single: list[tuple[str, float, list[float]]],
+    cluster: list[tuple[str, float, list[float]]],
+) -> str:
+    """The section with a table of the same cases on the cluster beside one node."""
+    lines = [
+        "",
+        "The same, in the same run, on a Redis Cluster of three masters on this host",
+        "(`--cluster`: started from the test suite's support code, slots split in three; the",
+        "benchmark's one queue lives on one node, the registry maybe on another):",
+        "",
+        "| operation | one node, jobs/s | cluster, jobs/s | cluster / one node |",
+        "|---|---:|---:|---:|",
+    ]
+    for (name, one, _), (_, many, _) in zip(single, cluster, strict=True):
+        lines.append(f"| {name} | {one:,.0f} | {many:,.0f} | {many / one:.0%} |")
+    head, end = section.rsplit(END, 1)
+    return head.rstrip("\n") + "\n" + "\n".join(lines) + "\n" + END + end
 
 
 if __name__ == "__main__":

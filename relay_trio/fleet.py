@@ -1,0 +1,359 @@
+"""One poller per fleet (spec section 13): N server processes on one Redis share one poll.
+
+Each process's hub keeps its shape (section 6); with a :class:`Fleet` as its
+``relay``, its polling child (started by the first subscriber, cancelled with
+the last) runs :meth:`Fleet.run` instead of polling on its own. So only the
+processes that have subscribers take part, and a process leaves the fleet when
+its child is cancelled.
+
+While it runs, a member
+
+* holds **one subscription** to the fleet's snapshot channel (:class:`Bus`) and
+  hands every fresh snapshot it hears to its hub (``deliver``: the same memory
+  channels as ever);
+* tries to take the **lease** (:class:`Lease`) at once, and again whenever it has
+  heard nothing (no snapshot, no lease held by another) for ``lease_time +
+  interval``. Taking the lease yields a new **epoch** (a fencing token: each one
+  is greater than every earlier one);
+* while it holds the lease, it **leads**: it renews the lease, polls (the hub's
+  ``take``), delivers the snapshot to its own subscribers and publishes it
+  encoded, once per interval. A renewal that fails (the lease expired and
+  another took it, or Redis did not answer) ends its lead at once: it publishes
+  nothing more and follows.
+
+Event ids are ``epoch * 2**32 + n`` (n: the leader's tick within its epoch), so
+they keep increasing across leader changes. A member takes a snapshot only if
+its epoch is not older than the newest it has seen and its id is greater than
+the last it delivered: a stale leader's late publishes are ignored (fencing),
+and so are duplicates (the leader hears its own).
+
+Timing: a leader publishes right after renewing, so a dead leader's lease ends
+at most ``lease_time`` after its last snapshot; a member that heard nothing for
+``lease_time + interval`` tries the lease, finds it free, polls and publishes
+at once: the fleet's clients see a new event within ``interval + lease_time``
+(spec: two intervals plus the lease time) of the leader's death.
+
+Nothing here does I/O of its own: :class:`Lease` and :class:`Bus` do
+(:mod:`relay_trio.fleet_redis` over Redis; :class:`MemoryLease` and
+:class:`MemoryBus` in memory, for tests).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from .hub import Deliver, Snapshot, Take
+
+log = logging.getLogger(__name__)
+
+ID_BITS = 32
+"""Event ids are ``epoch << ID_BITS | n``."""
+RELEASE_TIMEOUT = 1.0
+"""Seconds a member leaving the lead spends at most releasing the lease."""
+
+
+def event_id(epoch: int, n: int) -> int:
+    """The id of the leader's ``n``-th snapshot of ``epoch``."""
+    return (epoch << ID_BITS) | n
+
+
+def default_lease_time(interval: float) -> float:
+    """Two intervals and a second: a slow tick does not cost the lease."""
+    return 2 * interval + 1.0
+
+
+class Lease(Protocol):
+    """The fleet's lease: at most one holder at a time, each with a new epoch."""
+
+    async def acquire(self, ttl: float) -> int | None:
+        """Take the lease for ``ttl`` seconds if nobody holds it: its new epoch
+        (greater than every earlier one), else ``None``."""
+        ...
+
+    async def renew(self, epoch: int, ttl: float) -> bool:
+        """Keep the lease of ``epoch`` for ``ttl`` more seconds; False if it is not
+        held under ``epoch`` any more."""
+        ...
+
+    async def release(self, epoch: int) -> None:
+        """Give the lease of ``epoch`` up (nothing if another holds it now)."""
+        ...
+
+
+class Bus(Protocol):
+    """The fleet's snapshot channel."""
+
+    async def publish(self, message: bytes) -> None:
+        """Send ``message`` to every subscriber of the fleet."""
+        ...
+
+    def subscribe(self) -> AbstractAsyncContextManager[trio.abc.ReceiveChannel[bytes]]:
+        """Messages published while the block runs (and possibly the last one
+        published before it). A bus that loses its connection reconnects on its
+        own; messages may be lost meanwhile."""
+        ...
+
+
+# -- messages ------------------------------------------------------------------------
+
+
+def encode_message(epoch: int, snapshot: Snapshot) -> bytes:
+    """``<epoch>\\n`` and the snapshot's SSE event, as it is."""
+    return b"%d\n%s" % (epoch, snapshot.event)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    epoch: int
+    id: int
+    event: bytes
+    data: bytes
+
+    @property
+    def entries(self) -> list[Mapping[str, Any]]:
+        entries: list[Mapping[str, Any]] = json.loads(self.data)
+        return entries
+
+
+def decode_message(message: bytes) -> Message:
+    """The parts of a message of :func:`encode_message`; ValueError if it is not one."""
+    head, sep, event = message.partition(b"\n")
+    id_line, sep2, rest = event.partition(b"\n")
+    if not (sep and sep2 and id_line.startswith(b"id: ") and rest.startswith(b"data: ")):
+        raise ValueError("not a fleet snapshot message")
+    if not rest.endswith(b"\n\n"):
+        raise ValueError("not a fleet snapshot message")
+    return Message(int(head), int(id_line[4:]), event, rest[6:-2])
+
+
+# -- the member --------------------------------------------------------------------------
+
+
+class Fleet:
+    """One process's part in the fleet: the ``relay`` of its hub (see the module doc).
+
+    ``on_relayed``: called with the entries of each snapshot taken from another
+    process (the server updates its ``/metrics`` depths with them)."""
+
+    def __init__(
+        self,
+        lease: Lease,
+        bus: Bus,
+        *,
+        lease_time: float | None = None,
+        on_relayed: Callable[[Sequence[Mapping[str, Any]]], None] | None = None,
+    ) -> None:
+        self._lease = lease
+        self._bus = bus
+        self.lease_time = lease_time
+        self._on_relayed = on_relayed
+        self.epoch: int | None = None
+        """The epoch this member leads under, while it leads."""
+        self.newest_epoch = 0
+        """The newest epoch this member has seen (its own or another's)."""
+        self.last_id = 0
+        """The id of the last snapshot delivered here."""
+        self.relayed = 0
+        self.ignored = 0
+        self.leads = 0
+        self._heard = -math.inf
+
+    @property
+    def leading(self) -> bool:
+        return self.epoch is not None
+
+    def _lease_time(self, interval: float) -> float:
+        return self.lease_time if self.lease_time is not None else default_lease_time(interval)
+
+    async def run(self, take: Take, deliver: Deliver, interval: float) -> None:
+        """Take part until cancelled: listen, lead when the lease is free."""
+        self._heard = -math.inf
+        while True:
+            try:
+                async with self._bus.subscribe() as messages, trio.open_nursery() as nursery:
+                    nursery.start_soon(self._listen, messages, deliver)
+                    await self._take_part(take, deliver, interval)
+            except Exception as exc:  # the bus could not subscribe: try again
+                log.warning("fleet: no subscription to the snapshot channel: %s", exc)
+                await trio.sleep(interval)
+
+    async def _take_part(self, take: Take, deliver: Deliver, interval: float) -> None:
+        lease_time = self._lease_time(interval)
+        while True:
+            epoch: int | None = None
+            try:
+                epoch = await self._lease.acquire(lease_time)
+            except Exception as exc:
+                log.warning("fleet: lease not taken: %s", exc)
+            if epoch is not None:
+                await self._lead(epoch, take, deliver, interval, lease_time)
+            # another leads (or Redis failed): wait until it has been silent
+            self._heard = max(self._heard, trio.current_time())
+            await self._until_silent(lease_time + interval)
+
+    async def _until_silent(self, silence: float) -> None:
+        """Sleep until nothing was heard for ``silence`` seconds (each snapshot heard
+        meanwhile moves the deadline)."""
+        while True:
+            wake = self._heard + silence
+            if wake <= trio.current_time():
+                return
+            await trio.sleep_until(wake)
+
+    async def _lead(
+        self, epoch: int, take: Take, deliver: Deliver, interval: float, lease_time: float
+    ) -> None:
+        self.epoch = epoch
+        self.newest_epoch = max(self.newest_epoch, epoch)
+        self.leads += 1
+        log.info("fleet: leading under epoch %d", epoch)
+        n = 0
+        try:
+            while True:
+                began = trio.current_time()
+                if n:
+                    try:
+                        kept = await self._lease.renew(epoch, lease_time)
+                    except Exception as exc:
+                        log.warning("fleet: lease not renewed, leading no more: %s", exc)
+                        kept = False
+                    if not kept:
+                        log.info("fleet: lease of epoch %d lost", epoch)
+                        return
+                if self.newest_epoch > epoch:  # heard a newer leader: ours has expired
+                    log.info("fleet: epoch %d superseded by %d", epoch, self.newest_epoch)
+                    return
+                n += 1
+                snapshot = await take(event_id(epoch, n))
+                if self.newest_epoch > epoch:  # superseded while polling: not ours to send
+                    return
+                if snapshot is not None and snapshot.seq > self.last_id:
+                    self.last_id = snapshot.seq
+                    self._heard = trio.current_time()
+                    deliver(snapshot)
+                    try:
+                        await self._bus.publish(encode_message(epoch, snapshot))
+                    except Exception as exc:
+                        log.warning("fleet: snapshot not published: %s", exc)
+                await trio.sleep_until(began + interval)
+        except BaseException:
+            if self.newest_epoch == epoch:  # cancelled (or failed) while holding it
+                with trio.move_on_after(RELEASE_TIMEOUT, shield=True):
+                    try:
+                        await self._lease.release(epoch)
+                    except Exception as exc:
+                        log.warning("fleet: lease not released: %s", exc)
+            raise
+        finally:
+            self.epoch = None
+
+    async def _listen(self, messages: trio.abc.ReceiveChannel[bytes], deliver: Deliver) -> None:
+        async for raw in messages:
+            try:
+                message = decode_message(raw)
+            except ValueError:
+                log.warning("fleet: a message that is no snapshot was ignored")
+                continue
+            if message.epoch < self.newest_epoch or message.id <= self.last_id:
+                if message.epoch < self.newest_epoch:
+                    self.ignored += 1
+                continue  # a stale leader's, or one delivered already (ours)
+            self.newest_epoch = message.epoch
+            self.last_id = message.id
+            self._heard = trio.current_time()
+            entries = message.entries
+            self.relayed += 1
+            deliver(Snapshot(message.id, entries, message.event, trio.current_time()))
+            if self._on_relayed is not None:
+                self._on_relayed(entries)
+
+
+# -- in memory (tests) -------------------------------------------------------------------
+
+
+class MemoryLease:
+    """A lease in memory, with Redis's semantics (expiry on trio's clock)."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.holder: int | None = None
+        self.expires = -math.inf
+        self.calls = 0
+
+    def _held(self) -> int | None:
+        if self.holder is not None and trio.current_time() >= self.expires:
+            self.holder = None
+        return self.holder
+
+    async def acquire(self, ttl: float) -> int | None:
+        self.calls += 1
+        await trio.lowlevel.checkpoint()
+        if self._held() is not None:
+            return None
+        self.epoch += 1
+        self.holder, self.expires = self.epoch, trio.current_time() + ttl
+        return self.epoch
+
+    async def renew(self, epoch: int, ttl: float) -> bool:
+        self.calls += 1
+        await trio.lowlevel.checkpoint()
+        if self._held() != epoch:
+            return False
+        self.expires = trio.current_time() + ttl
+        return True
+
+    async def release(self, epoch: int) -> None:
+        self.calls += 1
+        await trio.lowlevel.checkpoint()
+        if self._held() == epoch:
+            self.holder = None
+
+
+class MemoryBus:
+    """A pub/sub channel in memory: each subscriber gets what is published while
+    it is subscribed (a full subscriber loses the message, as a slow Redis client
+    would its connection)."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[trio.MemorySendChannel[bytes]] = set()
+        self.published: list[bytes] = []
+
+    async def publish(self, message: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        self.published.append(message)
+        for send in list(self.subscribers):
+            with suppress(trio.WouldBlock):
+                send.send_nowait(message)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[trio.abc.ReceiveChannel[bytes]]:
+        send, receive = trio.open_memory_channel[bytes](64)
+        self.subscribers.add(send)
+        try:
+            yield receive
+        finally:
+            self.subscribers.discard(send)
+            send.close()
+
+
+__all__ = [
+    "ID_BITS",
+    "Bus",
+    "Fleet",
+    "Lease",
+    "MemoryBus",
+    "MemoryLease",
+    "Message",
+    "decode_message",
+    "default_lease_time",
+    "encode_message",
+    "event_id",
+]
