@@ -87,7 +87,7 @@ def report(rates: dict[tuple[bool, int], float], facts: str, args: argparse.Name
         "Command: `.venv/bin/python tests/benchmarks/bench_fleet.py "
         f"--clients {args.clients} --queues {args.queues} --seconds {args.seconds:g} --write`",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. {facts} N server processes on one Redis "
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. {facts}. N server processes on one Redis "
         f"and one prefix, poll interval 1 s, {args.queues} queues, {args.clients} stream clients "
         f"per process; Redis commands per second over {args.seconds:g} s once every client "
         "was live (INFO stats; the counter's own INFO calls subtracted).",
