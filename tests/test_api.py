@@ -32,6 +32,8 @@ from relay_trio.job import (
 from relay_trio.server import ServerConfig, create_app
 from relay_trio.server.openapi import build_openapi
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 JOB_FIELDS = {
     "id",
     "queue",

@@ -26,6 +26,8 @@ from relay_trio.server import ServerConfig, create_app
 from relay_trio.server.api_jobs import JOB_WAITERS_CONFIG, MAX_JOB_WAITERS
 from relay_trio.server.openapi import build_openapi
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 Q = "work"
 
 

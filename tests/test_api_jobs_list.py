@@ -19,6 +19,8 @@ from relay_trio._errors import InvalidInput
 from relay_trio.broker import LISTED_STATES, Broker
 from relay_trio.server.limits import LIST_PAYLOAD_BYTES
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 STATES = [s.value for s in LISTED_STATES]
 
 

@@ -18,6 +18,8 @@ from relay_trio.broker import BURST_MAX, RATE_MAX, RATE_MIN, Broker
 from relay_trio.job import MAX_TIMEOUT_MS
 from relay_trio.server.openapi import build_openapi
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 
 @pytest.fixture
 async def client(redis_server: Any, prefix: str) -> AsyncIterator[Client]:

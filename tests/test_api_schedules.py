@@ -19,6 +19,8 @@ from relay_trio.broker import Broker
 from relay_trio.schedules import Schedule
 from relay_trio.server.openapi import build_openapi
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 FIELDS = {
     "name",
     "cron",

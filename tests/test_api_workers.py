@@ -19,6 +19,8 @@ from support.sse import Events, data_of, is_data
 from relay_trio._errors import RedisUnavailable
 from relay_trio.broker import Broker
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 INFO = {
     "host": "box-1",
     "pid": 4242,

@@ -13,6 +13,8 @@ from support import RedisServer, eventually, running_worker
 from relay_trio import Broker, InvalidInput, QueueHandler, Schedule, open_broker
 from relay_trio.job import Job
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 Q = "cron"
 
 

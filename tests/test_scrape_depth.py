@@ -19,6 +19,8 @@ from relay_trio.broker import Broker
 from relay_trio.server.app import RelayApp
 from relay_trio.server.snapshots import SCRAPE_MAX_AGE
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 
 def depths(text: str) -> dict[tuple[str, str], float]:
     """``relay_queue_depth`` by (queue, state) in a scrape."""

@@ -18,6 +18,8 @@ from relay_trio.server.app import create_app
 from relay_trio.server.config import ServerConfig
 from relay_trio.server.serve import port_of, serve_relay
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 
 async def test_stream_headers_retry_and_first_event(
     redis_server: Any, prefix: str, broker: Broker
