@@ -149,6 +149,10 @@ class Worker:
         self._results: dict[tuple[str, str], bytes] = {}
         self._keep_results = broker.result_ttl_s > 0
         self._to_release: dict[tuple[str, str], Job] = {}
+        # jobs whose ack came back stale: a claim in flight at the same time may
+        # return one of them (it was reaped and claimed again before the ack ran,
+        # but its reply was read after the ack's): adopted, not run again
+        self._stale: dict[tuple[str, str], tuple[float, bytes | None]] = {}
         self._finisher_wake = trio.Event()
         self._finishing_closed = False
         self._stopping = trio.Event()
@@ -265,6 +269,12 @@ class Worker:
             self._to_ack[who] = job
         elif who in self._to_release:
             self._to_release[who] = job
+        elif who in self._stale and self._stale[who][0] > trio.current_time():
+            _, result = self._stale.pop(who)
+            self._to_ack[who] = job
+            if result is not None:
+                self._results[who] = result
+            self._finisher_wake.set()
         else:
             return False
         self.stats.reclaimed += 1
@@ -444,8 +454,7 @@ class Worker:
             if pending.get(key(job)) is not job:
                 continue  # claimed again meanwhile: finish it under its new lease
             del pending[key(job)]
-            if self._results:
-                self._results.pop(key(job), None)
+            result = self._results.pop(key(job), None) if self._results else None
             if releasing:
                 self.stats.released += ok
                 worker_event("job.released" if ok else "job.release_stale", job)
@@ -454,7 +463,15 @@ class Worker:
             else:
                 self.stats.stale_acks += 1
                 worker_event("job.ack_stale", job)
+                self._remember_stale(job, result)
         return True
+
+    def _remember_stale(self, job: Job, result: bytes | None) -> None:
+        """Keep a stale-acked job's result for a visibility timeout (see _stale)."""
+        now = trio.current_time()
+        if len(self._stale) > 10_000:
+            self._stale = {k: v for k, v in self._stale.items() if v[0] > now}
+        self._stale[key(job)] = (now + self.config.visibility_ms / 1000, result)
 
     async def _heartbeat(self) -> None:
         period = self.config.visibility_ms / 3000
