@@ -15,7 +15,7 @@ from ._errors import InvalidInput
 from ._setting import BadValue, Range
 from .keys import validate_prefix
 from .logs import FORMATS
-from .redis_sync import redis_url_problem
+from .redis_wire import redis_url_problem
 
 PORTS = Range(int, 0, 65535)
 

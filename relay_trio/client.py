@@ -27,7 +27,7 @@ from .broker_core import (
 )
 from .job import EnqueueOptions, Job, JobSpec, JobState
 from .keys import DEFAULT_PREFIX
-from .redis_sync import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SOCKET_TIMEOUT
+from .redis_wire import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SOCKET_TIMEOUT
 from .results import BrokerEvents, EnqueueResult, QueueStats
 from .schedules import Schedule
 

@@ -33,8 +33,8 @@ from typing import Any
 import redis
 import trio
 
+from .redis_connect import blocking_twin
 from .redis_io import RedisIO
-from .redis_sync import blocking_twin
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ It runs a :class:`~relay_trio.calls.Call` on ``redis.asyncio``: one command or
 script directly, several in one pipeline; a script that meets NOSCRIPT is
 loaded and run again. Timeouts are explicit, redis-py's retries are off, and
 every redis-py error becomes relay-trio's through the same mapping as the other
-runtimes (:func:`relay_trio.redis_sync.relay_error`). Blocking pops (a wait
+runtimes (:func:`relay_trio.redis_wire.relay_error`). Blocking pops (a wait
 for a job's end) run on a pool of their own whose socket timeout exceeds the
 longest block.
 
@@ -25,7 +25,7 @@ from redis.retry import Retry
 from ._errors import InvalidInput, RedisUnavailable, RelayError
 from .calls import Call, Op, Script
 from .redis_sentinel import async_sentinel_client, is_sentinel_url, sentinel_where
-from .redis_sync import (
+from .redis_wire import (
     BLOCKING_SOCKET_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
@@ -39,7 +39,7 @@ T = TypeVar("T")
 
 class _Pool(aioredis.BlockingConnectionPool):
     """Marks errors raised while handing out a connection as raised before the
-    command was sent (see :func:`relay_trio.redis_sync.was_sent`)."""
+    command was sent (see :func:`relay_trio.redis_wire.was_sent`)."""
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         try:

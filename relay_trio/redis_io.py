@@ -28,13 +28,12 @@ import trio
 
 from ._errors import RelayError
 from .calls import Call, Op
-from .redis_sync import (
+from .redis_connect import Client
+from .redis_sync import Target, execute
+from .redis_wire import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SOCKET_TIMEOUT,
-    Client,
-    Target,
-    execute,
     relay_error,
     was_sent,
 )

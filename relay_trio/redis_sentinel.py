@@ -28,8 +28,8 @@ the sentinels name no master and every call is ``RedisUnavailable``; a call
 that was in flight when the master died is ``RedisOutcomeUnknown``. Nothing is
 retried here: the worker, the hub and the clients already retry what they may.
 
-This module imports :mod:`relay_trio.redis_sync` only inside its functions, so
-:mod:`~relay_trio.redis_sync` may import it at the top.
+This module imports :mod:`relay_trio.redis_connect` and :mod:`relay_trio.redis_wire`
+only inside its functions, so they may import it at the top.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ __all__ = [
 SCHEME = "redis+sentinel"
 DEFAULT_SENTINEL_PORT = 26379
 _OPTIONS = ("sentinel_password", "sentinel_username")
-_UNSENT = "_relay_unsent"  # the mark redis_sync.was_sent reads (redis_aio sets it too)
+_UNSENT = "_relay_unsent"  # redis_wire.UNSENT (that module imports this one)
 _HOST = re.compile(r"[A-Za-z0-9._-]+")  # a name or an IPv4 address; IPv6 in brackets
 _SERVICE = re.compile(r"[^\s/?#]+")
 
@@ -231,7 +231,7 @@ def _master_kwargs(
 
 class _SentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
     """A bounded pool (a thread waits ``timeout`` for a free connection, as
-    :class:`relay_trio.redis_sync._Pool`) whose connections go to the master
+    :class:`relay_trio.redis_connect._Pool`) whose connections go to the master
     the sentinels name. Errors while handing out a connection are marked as
     raised before the command was sent; closing it closes the connections to
     the sentinels as well."""
@@ -256,7 +256,7 @@ def sentinel_client(
     """A redis-py client for the master of the service ``url`` names (see the
     module doc); nothing connects yet. A URL that is not a usable
     ``redis+sentinel://`` one is :class:`InvalidInput` (``redis_url``)."""
-    from .redis_sync import _with_handshake
+    from .redis_connect import with_handshake
 
     parsed = _parse_or_raise(url)
     manager = Sentinel(  # type: ignore[no-untyped-call]
@@ -268,7 +268,7 @@ def sentinel_client(
     pool = _SentinelPool(  # type: ignore[no-untyped-call]
         parsed.service,
         manager,
-        connection_class=_with_handshake(SentinelManagedConnection),
+        connection_class=with_handshake(SentinelManagedConnection),
         is_master=True,
         **_master_kwargs(
             parsed,
@@ -288,8 +288,8 @@ def is_sentinel_client(client: redis.Redis | aioredis.Redis) -> bool:
 def sentinel_blocking_twin(client: redis.Redis, max_connections: int) -> redis.Redis:
     """For a :func:`sentinel_client`: a client on the same service for blocking
     pops, with a pool of its own (that also follows the master) whose socket
-    timeout is ``redis_sync.BLOCKING_SOCKET_TIMEOUT``."""
-    from .redis_sync import BLOCKING_SOCKET_TIMEOUT
+    timeout is ``redis_wire.BLOCKING_SOCKET_TIMEOUT``."""
+    from .redis_wire import BLOCKING_SOCKET_TIMEOUT
 
     pool = client.connection_pool
     assert isinstance(pool, _SentinelPool), "not a client of sentinel_client()"

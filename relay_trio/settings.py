@@ -64,7 +64,7 @@ from ._setting_values import (
 from .demo_handler import make_demo_handler
 from .job import DEFAULT_MAX_PAYLOAD_BYTES
 from .keys import DEFAULT_PREFIX
-from .redis_sync import DEFAULT_SOCKET_TIMEOUT
+from .redis_wire import DEFAULT_SOCKET_TIMEOUT
 
 HOUR_MS = int(HOUR * 1000)
 

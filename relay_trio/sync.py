@@ -23,12 +23,8 @@ from .broker_core import DEFAULT_DEDUP_TTL_S, BrokerCore
 from .calls import Op
 from .job import EnqueueOptions, Job, JobSpec, JobState
 from .keys import DEFAULT_PREFIX
-from .redis_sync import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_SOCKET_TIMEOUT,
-    SyncIO,
-)
+from .redis_sync import SyncIO
+from .redis_wire import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SOCKET_TIMEOUT
 from .results import EnqueueResult, QueueStats
 from .schedules import Schedule
 

@@ -24,7 +24,7 @@ from relay_trio._redact import redact_text, redact_url
 from relay_trio.broker import open_broker
 from relay_trio.embedded import EmbeddedRedis
 from relay_trio.redis_io import RedisIO
-from relay_trio.redis_sync import relay_error
+from relay_trio.redis_wire import relay_error
 from relay_trio.server import ServerConfig, create_app
 
 

@@ -47,7 +47,7 @@ from relay_trio.redis_sentinel import (
     sentinel_url_problem,
     sentinel_where,
 )
-from relay_trio.redis_sync import BLOCKING_SOCKET_TIMEOUT
+from relay_trio.redis_wire import BLOCKING_SOCKET_TIMEOUT
 
 SECRET = "Pw-s3cret_42"
 

@@ -28,7 +28,7 @@ import trio
 from redis.cluster import RedisCluster
 
 from relay_trio import Broker, QueueHandler, Worker, WorkerConfig
-from relay_trio.redis_sync import cluster_enabled
+from relay_trio.redis_connect import cluster_enabled
 
 
 @dataclass(frozen=True)
