@@ -32,6 +32,8 @@ from .redis_wire import (
     SENTINEL_SCHEME,
     UNSENT,
     E,
+    cluster_db_problem,
+    cluster_info_enabled,
     redis_url_problem,
 )
 
@@ -149,7 +151,7 @@ def cluster_enabled(client: redis.Redis) -> bool:
         info = client.execute_command("INFO", "cluster")  # type: ignore[no-untyped-call]
     except E.ResponseError:
         return False
-    return isinstance(info, dict) and str(info.get("cluster_enabled", 0)) == "1"
+    return cluster_info_enabled(info)
 
 
 def cluster_client(
@@ -176,10 +178,9 @@ def cluster_client(
             ),
         )
     except E.RedisClusterException as exc:
-        if "db" in str(exc):
-            raise InvalidInput(
-                "redis_url", "a Redis Cluster has only database 0: drop the /N of the URL"
-            ) from exc
+        problem = cluster_db_problem(exc)
+        if problem is not None:
+            raise InvalidInput("redis_url", problem) from exc
         setattr(exc, UNSENT, True)  # nothing of ours was sent: no node answered
         raise
 

@@ -107,8 +107,11 @@ def relay_error(
         )
     if isinstance(exc, E.ResponseError):
         if not sent:  # HELLO unknown (Redis < 6), SELECT of a database that does not exist
+            hint = ""
+            if "SELECT is not allowed in cluster mode" in detail:
+                hint = f"; {CLUSTER_DB}"
             return RedisUnavailable(
-                f"Redis is unavailable: {where} refused the connection handshake ({detail})"
+                f"Redis is unavailable: {where} refused the connection handshake ({detail}){hint}"
             )
         return RedisCommandError(detail)
     return RedisCommandError(f"redis-py refused the command: {detail}")
@@ -233,6 +236,21 @@ def _slot_list(keys: Sequence[Any], keyslot: Callable[[Any], int]) -> str:
 
 def _text(key: Any) -> str:
     return key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+
+
+def cluster_info_enabled(info: object) -> bool:
+    """Whether ``INFO cluster``'s reply (parsed by redis-py) says cluster mode."""
+    return isinstance(info, dict) and str(info.get("cluster_enabled", 0)) == "1"
+
+
+CLUSTER_DB = "a Redis Cluster has only database 0: drop the /N of the URL"
+
+
+def cluster_db_problem(exc: BaseException) -> str | None:
+    """The message for redis-py refusing a cluster URL that names a database."""
+    if "db" in str(exc):
+        return CLUSTER_DB
+    return None
 
 
 def group_by_node(slots: Sequence[int | None], node_of: Callable[[int | None], Any]) -> Any:

@@ -15,7 +15,7 @@ import redis
 import trio
 from redis.cluster import NodeCommands, RedisCluster
 from support import RedisServer, delete_prefix
-from support.cluster import LocalCluster
+from support.cluster import LocalCluster, queues_by_node
 
 from relay_trio import Broker, RedisCommandError, open_broker
 from relay_trio.calls import Call, Command, Script
@@ -35,20 +35,6 @@ def cluster_prefix(redis_cluster: LocalCluster) -> Iterator[str]:
 async def cbroker(redis_cluster: LocalCluster, cluster_prefix: str) -> AsyncIterator[Broker]:
     async with open_broker(redis_cluster.urls[1], prefix=cluster_prefix) as b:
         yield b
-
-
-def queues_by_node(cluster: LocalCluster, prefix: str, per_node: int) -> list[list[str]]:
-    """``per_node`` queue names whose keys live on each node, node by node."""
-    keys = Keyspace(prefix)
-    found: list[list[str]] = [[] for _ in cluster.ports]
-    n = 0
-    while any(len(names) < per_node for names in found):
-        name = f"q{n}"
-        n += 1
-        node = cluster.node_of(keys.queue(name).ready)
-        if len(found[node]) < per_node:
-            found[node].append(name)
-    return found
 
 
 # -- detection -----------------------------------------------------------------

@@ -37,6 +37,8 @@ from relay_trio import (
 )
 from relay_trio.job import Job
 
+pytestmark = pytest.mark.cluster_too  # and on a single Redis (see conftest)
+
 Q = "runtimes"
 RUNTIMES = ["trio", "sync", "asyncio"]
 

@@ -28,6 +28,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from relay_trio.embedded import find_redis_server
+from relay_trio.keys import Keyspace
 
 SLOTS = 16384
 
@@ -184,3 +185,17 @@ class ClusterView(RedisCluster):
             for node in cluster.get_primaries()
             for key in node.redis_connection.keys(pattern, **kwargs)
         ]
+
+
+def queues_by_node(cluster: LocalCluster, prefix: str, per_node: int) -> list[list[str]]:
+    """``per_node`` queue names whose keys live on each node, node by node."""
+    keys = Keyspace(prefix)
+    found: list[list[str]] = [[] for _ in cluster.ports]
+    n = 0
+    while any(len(names) < per_node for names in found):
+        name = f"q{n}"
+        n += 1
+        node = cluster.node_of(keys.queue(name).ready)
+        if len(found[node]) < per_node:
+            found[node].append(name)
+    return found
