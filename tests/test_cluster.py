@@ -20,8 +20,10 @@ from support.cluster import LocalCluster, queues_by_node
 from relay_trio import Broker, RedisCommandError, open_broker
 from relay_trio.calls import Call, Command, Script
 from relay_trio.keys import Keyspace
+from relay_trio.metrics import Metrics
 from relay_trio.redis_io import RedisIO
 from relay_trio.redis_sync import SyncIO, connect
+from relay_trio.server.snapshots import Snapshots
 
 
 @pytest.fixture
@@ -191,3 +193,40 @@ async def test_snapshot_of_30_queues_is_one_round_trip_per_node(
         # one pipeline written to each node (the registry read is a call of its own)
         assert writes.count(redis_cluster.ports[node]) == 1 + registry
     assert len(writes) == 3 + 1
+
+
+async def test_a_hub_tick_is_one_round_trip_per_node_plus_the_registry_reads(
+    cbroker: Broker,
+    redis_cluster: LocalCluster,
+    cluster_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server's tick (spec 13): the queue registry, the worker registry, and
+    one pipeline per node holding queues, whatever the number of queues."""
+    groups = queues_by_node(redis_cluster, cluster_prefix, 10)
+    for names in groups:
+        for name in names:
+            await cbroker.enqueue(name, b"x")
+    await cbroker.beat_worker("w1", {"queues": [groups[0][0]]}, ttl_ms=60_000)
+    snapshots = Snapshots(cbroker, Metrics())
+    await snapshots.tick()  # warm: connections open to every node
+    writes: list[int] = []
+    sent: list[list[str]] = []
+    original = NodeCommands.write
+
+    def counted(self: NodeCommands) -> None:
+        writes.append(self.connection.port)
+        sent.append([str(c.args[0]) for c in self.commands])
+        original(self)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(NodeCommands, "write", counted)
+    entries = await snapshots.tick()
+    monkeypatch.undo()
+    assert len(entries) == 30
+    assert {e["queue"]: e["workers"] for e in entries}[groups[0][0]] == 1
+    keys = Keyspace(cluster_prefix)
+    registries = [redis_cluster.node_of(keys.registry), redis_cluster.node_of(keys.workers_seen)]
+    for node in range(3):
+        assert writes.count(redis_cluster.ports[node]) == 1 + registries.count(node)
+    assert len(writes) == 3 + 2
+    assert sorted(len(batch) for batch in sent)[-3:] == [70, 70, 70]  # 10 queues x 7 reads
