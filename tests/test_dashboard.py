@@ -11,68 +11,35 @@ without one the module is skipped.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import pytest
 import redis
 import trio
-from playwright.sync_api import (
-    Browser,
-    BrowserContext,
-    ConsoleMessage,
-    Page,
-    expect,
+from playwright.sync_api import Browser, BrowserContext, expect
+from support import make_dead
+from support.browser import (
+    HELP_SEEN,
+    POLL,
+    XSS,
+    Console,
+    needs_chromium,
+    open_page,
+    page_fixtures,
+    screenshot,
+    wait_live,
 )
-from support import RedisServer, delete_prefix, make_dead
-from support.browser import launched_browser, needs_chromium
 from support.servers import ServerProcess
 
 from relay_trio.broker import Broker
 
 pytestmark = needs_chromium
 
-POLL = 0.2  # the servers' hub interval: quick updates, quick tests
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-HELP_SEEN = "localStorage.setItem('relay-trio.help-seen', '1')"
-XSS = "<img src=x onerror=window.__xss=1>"
-
-
-# -- servers ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def make_server(redis_server: RedisServer) -> Iterator[Callable[..., ServerProcess]]:
-    """Start servers of this test (each under a prefix of its own); all stop at teardown."""
-    started: list[ServerProcess] = []
-
-    def make(*extra: str, port: int = 0, prefix: str | None = None) -> ServerProcess:
-        prefix = prefix or "relaytest-dash-" + secrets.token_hex(6)
-        server = ServerProcess(redis_server.url, prefix, extra, port, POLL).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
-    for prefix in {s.prefix for s in started}:
-        delete_prefix(redis_server.url, prefix)
-
-
-@pytest.fixture(scope="module")
-def shared(redis_server: RedisServer) -> Iterator[ServerProcess]:
-    """One plain server for the tests that need nothing special (each uses its own queues)."""
-    prefix = "relaytest-dash-" + secrets.token_hex(6)
-    server = ServerProcess(redis_server.url, prefix, poll_interval=POLL).start()
-    yield server
-    server.stop()
-    delete_prefix(redis_server.url, server.prefix)
+make_server, shared, browser, context = page_fixtures("relaytest-dash-", viewport_height=900)
 
 
 def free_port() -> int:
@@ -80,55 +47,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-# -- the browser ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launched_browser() as launched:
-        yield launched
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    """A fresh profile (empty storage): the help overlay will open on the first visit."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.set_default_timeout(8000)
-    yield ctx
-    ctx.close()
-
-
-def open_page(context: BrowserContext, url: str, *, help_seen: bool = True) -> Page:
-    page = context.new_page()
-    if help_seen:
-        page.add_init_script(HELP_SEEN)
-    page.goto(url)
-    return page
-
-
-def wait_live(page: Page) -> None:
-    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-
-
-def screenshot(page: Page, name: str) -> None:
-    if os.environ.get("RELAY_SCREENSHOTS") == "1":
-        page.wait_for_timeout(1500)  # a few more snapshots in the charts
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-
-
-def console_errors(page: Page) -> list[str]:
-    errors: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            errors.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
-    return errors
 
 
 def dead_letter(broker: Broker, queue: str, payload: str, error: str) -> Awaitable[list[str]]:
@@ -144,11 +62,7 @@ def test_overview_loads_clean_and_tiles_follow_the_jobs(
 ) -> None:
     queue = "tiles"
     shared.broker(lambda b: b.enqueue_many(queue, [b.spec(f"job {i}") for i in range(5)]))
-    page = context.new_page()
-    errors = console_errors(page)
-    page.add_init_script(HELP_SEEN)
-    page.goto(f"{shared.url}/#queue={queue}")
-    wait_live(page)
+    page, console = open_page(context, f"{shared.url}/#queue={queue}")
     expect(page.locator("#queue-title")).to_have_text(queue)
     expect(page.locator("#t-ready")).to_have_text("5")
     expect(page.locator(f'#queue-list li[data-queue="{queue}"] .q-count-n')).to_have_text("5")
@@ -183,7 +97,7 @@ def test_overview_loads_clean_and_tiles_follow_the_jobs(
     page.get_by_role("button", name="Resume").click()
     expect(item.locator(".badge-paused")).to_be_hidden()
     expect(page.get_by_role("button", name="Pause")).to_be_visible()
-    assert errors == []
+    assert console.errors == []
 
 
 def test_dead_job_shows_in_the_dlq_table_and_requeue_removes_it(
@@ -241,7 +155,7 @@ def test_payloads_and_errors_are_text_and_run_nothing(
 ) -> None:
     queue = "xss"
     shared.broker(lambda b: dead_letter(b, queue, XSS, "<b onmouseover=window.__xss=2>boom</b>"))
-    page = open_page(context, f"{shared.url}/#queue={queue}")
+    page, _ = open_page(context, f"{shared.url}/#queue={queue}", live=False)
     expect(page.locator("#dlq-body tr")).to_have_count(1)
     expect(page.locator("#dlq-body td.payload")).to_have_text(XSS)
     expect(page.locator("#dlq-body td.err")).to_have_text("<b onmouseover=window.__xss=2>boom</b>")
@@ -254,8 +168,7 @@ def test_payloads_and_errors_are_text_and_run_nothing(
 def test_enqueue_form_reports_a_duplicate_idempotency_key(
     context: BrowserContext, shared: ServerProcess
 ) -> None:
-    page = open_page(context, shared.url)
-    wait_live(page)
+    page, _ = open_page(context, shared.url)
     page.get_by_label("Queue", exact=True).fill("form-q")
     page.get_by_label("Payload").fill("hello")
     page.get_by_label("Idempotency key").fill("order-1")
@@ -310,12 +223,10 @@ def test_two_pages_add_no_redis_load(
     shared.broker(lambda b: b.enqueue_many("load", [b.spec("x") for _ in range(3)]))
     contexts = [browser.new_context() for _ in range(2)]
     try:
-        first = open_page(contexts[0], shared.url)
-        wait_live(first)
+        open_page(contexts[0], shared.url)
         wait_subscribers(1)  # pages of earlier tests have left the hub
         per_poll_1, rate_1 = measure()
-        second = open_page(contexts[1], shared.url)
-        wait_live(second)
+        open_page(contexts[1], shared.url)
         wait_subscribers(2)
         per_poll_2, rate_2 = measure()
     finally:
@@ -329,7 +240,7 @@ def test_two_pages_add_no_redis_load(
 def test_help_opens_on_first_visit_closes_with_escape_and_reopens(
     context: BrowserContext, shared: ServerProcess
 ) -> None:
-    page = open_page(context, shared.url, help_seen=False)
+    page, _ = open_page(context, shared.url, help_seen=False, live=False)
     dialog = page.locator("#help")
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("at-least-once", ignore_case=True)
@@ -366,8 +277,7 @@ def test_reconnecting_when_the_server_goes_and_live_when_it_returns(
     port = free_port()
     server = make_server(port=port)
     server.broker(lambda b: b.enqueue("comeback", "x"))
-    page = open_page(context, f"{server.url}/#queue=comeback")
-    wait_live(page)
+    page, _ = open_page(context, f"{server.url}/#queue=comeback")
     expect(page.locator("#t-ready")).to_have_text("1")
     server.kill()
     expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
@@ -384,8 +294,7 @@ def test_read_only_mode_hides_changes_and_shows_a_403(
 ) -> None:
     server = make_server("--read-only")
     server.broker(lambda b: dead_letter(b, "ro", "payload", "err"))
-    page = open_page(context, f"{server.url}/#queue=ro")
-    wait_live(page)
+    page, _ = open_page(context, f"{server.url}/#queue=ro")
     expect(page.locator("#readonly-badge")).to_be_visible()
     expect(page.locator("#dlq-body tr")).to_have_count(1)
     for selector in (
@@ -407,7 +316,7 @@ def test_auth_mode_asks_for_the_token_once(
     token = "s3cret-" + secrets.token_hex(4)
     server = make_server("--api-token", token)
     server.broker(lambda b: b.enqueue("guarded", "x"))
-    page = open_page(context, f"{server.url}/#queue=guarded")
+    page, _ = open_page(context, f"{server.url}/#queue=guarded", live=False)
     prompt = page.locator("#token-dialog")
     expect(prompt).to_be_visible()
     page.get_by_label("Token", exact=True).fill("wrong")
@@ -438,7 +347,7 @@ def test_auth_mode_streams_with_one_time_tickets_and_never_puts_the_token_in_a_u
     server = make_server("--api-token", token, port=port)
     server.broker(lambda b: b.enqueue("tickets", "x"))
     page = context.new_page()
-    errors = console_errors(page)
+    console = Console(page)
     urls: list[str] = []
     page.on("request", lambda request: urls.append(request.url))
     page.add_init_script(HELP_SEEN)
@@ -463,4 +372,5 @@ def test_auth_mode_streams_with_one_time_tickets_and_never_puts_the_token_in_a_u
     assert len(tickets) >= 3 and len(set(tickets)) == len(tickets), streams
     assert not any(token in unquote(url) for url in urls), urls
     assert not any("access_token" in url for url in urls), urls
-    assert [e for e in errors if e.startswith("uncaught")] == []  # (a 401, a cut stream: logged)
+    uncaught = [e for e in console.errors if e.startswith("uncaught")]
+    assert uncaught == []  # (a 401, a cut stream: logged)

@@ -11,124 +11,36 @@ never returns. ``RELAY_SCREENSHOTS=1`` also saves ``docs/screenshots/job.png`` a
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
-import trio
-from playwright.sync_api import (
-    Browser,
-    BrowserContext,
-    ConsoleMessage,
-    Page,
-    Route,
-    expect,
+from playwright.sync_api import BrowserContext, Page, Route, expect
+from support import make_dead
+from support.browser import (
+    HELP_SEEN,
+    XSS,
+    Console,
+    needs_chromium,
+    open_page,
+    page_fixtures,
+    screenshot,
+    worker_thread,
 )
-from support import RedisServer, delete_prefix, make_dead, running_worker
-from support.browser import launched_browser, needs_chromium
 from support.servers import ServerProcess
 
-from relay_trio import QueueHandler
-from relay_trio.broker import Broker, open_broker
+from relay_trio.broker import Broker
 from relay_trio.job import Job, JobState
 from relay_trio.schedules import Schedule
 
 pytestmark = needs_chromium
 
-POLL = 0.2  # the servers' hub interval: quick updates, quick tests
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-HELP_SEEN = "localStorage.setItem('relay-trio.help-seen', '1')"
-XSS = "<img src=x onerror=window.__xss=1>"
 LOCAL_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 
-
-# -- servers and the browser ------------------------------------------------------------
-
-
-@pytest.fixture
-def make_server(redis_server: RedisServer) -> Iterator[Callable[..., ServerProcess]]:
-    """Start servers of this test (each under a prefix of its own); all stop at teardown."""
-    started: list[ServerProcess] = []
-
-    def make(*extra: str) -> ServerProcess:
-        prefix = "relaytest-dashjobs-" + secrets.token_hex(6)
-        server = ServerProcess(redis_server.url, prefix, extra, 0, POLL).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
-    for prefix in {s.prefix for s in started}:
-        delete_prefix(redis_server.url, prefix)
-
-
-@pytest.fixture(scope="module")
-def shared(redis_server: RedisServer) -> Iterator[ServerProcess]:
-    """One plain server for the job tests (each uses queues of its own)."""
-    prefix = "relaytest-dashjobs-" + secrets.token_hex(6)
-    server = ServerProcess(redis_server.url, prefix, poll_interval=POLL).start()
-    yield server
-    server.stop()
-    delete_prefix(redis_server.url, server.prefix)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launched_browser() as launched:
-        yield launched
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
-    ctx.set_default_timeout(8000)
-    yield ctx
-    ctx.close()
-
-
-class Console:
-    """What the page logs as an error, and its uncaught exceptions."""
-
-    def __init__(self, page: Page) -> None:
-        self.errors: list[str] = []
-        page.on("console", self._on_console)
-        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(message.text)
-
-    def unexpected(self, *statuses: int) -> list[str]:
-        """The errors, less Chromium's own line for a response with one of ``statuses``
-        (a 404 or 409 the test asked for: the page shows it, the browser logs it)."""
-        expected = tuple(f"the server responded with a status of {s}" for s in statuses)
-        return [e for e in self.errors if not any(x in e for x in expected)]
-
-
-def open_page(context: BrowserContext, url: str) -> tuple[Page, Console]:
-    page = context.new_page()
-    console = Console(page)
-    page.add_init_script(HELP_SEEN)
-    page.goto(url)
-    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-    return page, console
-
-
-def screenshot(page: Page, selector: str, name: str) -> None:
-    """The element ``selector`` (a card of the page) as ``docs/screenshots/<name>.png``."""
-    if os.environ.get("RELAY_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.locator(selector).screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+make_server, shared, browser, context = page_fixtures("relaytest-dashjobs-")
 
 
 def find_job(page: Page, queue_name: str, job_id: str) -> None:
@@ -144,54 +56,6 @@ def job_state(server: ServerProcess, queue_name: str, job_id: str) -> JobState:
 
 def api(server: ServerProcess, method: str, path: str, body: Any = None) -> httpx.Response:
     return httpx.request(method, server.url + path, json=body, timeout=10)
-
-
-@contextmanager
-def worker_thread(
-    server: ServerProcess, queue_name: str, started: threading.Event
-) -> Iterator[Any]:
-    """A real worker on ``queue_name`` whose handler sets ``started`` and never returns,
-    in a thread with a Trio loop of its own; yields its :class:`WorkerStats`."""
-    handed: queue.Queue[Any] = queue.Queue()
-
-    async def forever(job: Job) -> None:
-        started.set()
-        await trio.sleep_forever()
-
-    async def main() -> None:
-        stop = trio.Event()
-        async with (
-            open_broker(server.redis_url, prefix=server.prefix) as broker,
-            running_worker(
-                broker, [QueueHandler(queue_name, forever)], abort_check_interval=0.2
-            ) as worker,
-        ):
-            handed.put((trio.lowlevel.current_trio_token(), stop, worker))
-            await stop.wait()
-
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            trio.run(main)
-        except BaseException as exc:
-            failure.append(exc)
-            handed.put(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    got = handed.get(timeout=30)
-    if isinstance(got, BaseException):
-        raise got
-    token, stop, worker = got
-    try:
-        yield worker.stats
-    finally:
-        trio.from_thread.run_sync(stop.set, trio_token=token)
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the worker did not stop"
-        if failure:
-            raise failure[0]
 
 
 # -- the job view -------------------------------------------------------------------------
@@ -230,7 +94,7 @@ def test_a_job_opens_by_id_and_shows_what_it_holds(
     expect(page.locator("#job-result-block")).to_be_hidden()
     expect(page.get_by_role("button", name=f"Cancel job {waiting}")).to_be_visible()
     assert f"job={q}%2F{waiting}" in page.url  # a link to this job
-    screenshot(page, "#job-card", "job")
+    screenshot(page, "job", "#job-card")
 
     find_job(page, q, done)
     expect(page.locator("#job-state")).to_have_text("done")
@@ -346,7 +210,7 @@ def test_abort_a_running_job_and_the_page_sees_it_cancelled(
 ) -> None:
     q = "jobs-abort"
     started = threading.Event()
-    with worker_thread(shared, q, started) as stats:
+    with worker_thread(shared, q, started, abort_check_interval=0.2) as worker:
         job_id = shared.broker(lambda b: b.enqueue(q, "runs forever")).id
         assert started.wait(10), "the worker never started the job"
         page, console = open_page(context, f"{shared.url}/#queue={q}")
@@ -364,7 +228,7 @@ def test_abort_a_running_job_and_the_page_sees_it_cancelled(
         assert job_state(shared, q, job_id) is JobState.CANCELLED
         expect(page.locator("#t-inflight")).to_have_text("0")
         time.sleep(0.5)
-        assert stats.aborted == 1 and stats.failed == 0
+        assert worker.stats.aborted == 1 and worker.stats.failed == 0
     assert took < 5, took
     assert console.unexpected() == []
 
@@ -446,7 +310,7 @@ def test_schedules_are_listed_added_refused_and_deleted(
     hourly = page.locator('#schedules-body tr[data-name="hourly"]')
     expect(hourly.locator("td.tz")).to_have_text("Asia/Tokyo")
     expect(hourly.locator("td.next .rel")).to_have_text(re.compile(r"^in \d+ (s|min)$"))
-    screenshot(page, "#schedules-card", "schedules")
+    screenshot(page, "schedules", "#schedules-card")
     saved = api(server, "GET", "/api/schedules/hourly").json()
     assert (saved["cron"], saved["queue"], saved["payload"]) == ("0 * * * *", "pings", "ping")
 

@@ -13,116 +13,34 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
-import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-import pytest
-import trio
-from playwright.sync_api import (
-    Browser,
-    BrowserContext,
-    ConsoleMessage,
-    Page,
-    Request,
-    expect,
+from playwright.sync_api import BrowserContext, Page, Request, expect
+from support import make_dead
+from support.browser import (
+    HELP_SEEN,
+    XSS,
+    Console,
+    needs_chromium,
+    open_page,
+    page_fixtures,
+    screenshot,
+    wait_live,
+    worker_thread,
 )
-from support import RedisServer, delete_prefix, make_dead, running_worker
-from support.browser import launched_browser, needs_chromium
 from support.servers import ServerProcess
 
-from relay_trio import QueueHandler, Worker
-from relay_trio.broker import Broker, open_broker
-from relay_trio.job import Job, JobState
+from relay_trio.broker import Broker
+from relay_trio.job import JobState
 
 pytestmark = needs_chromium
 
-POLL = 0.2  # the servers' hub interval: quick updates, quick tests
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-HELP_SEEN = "localStorage.setItem('relay-trio.help-seen', '1')"
-XSS = "<img src=x onerror=window.__xss=1>"
-
-
-# -- servers and the browser ------------------------------------------------------------
-
-
-@pytest.fixture
-def make_server(redis_server: RedisServer) -> Iterator[Callable[..., ServerProcess]]:
-    """Start servers of this test (each under a prefix of its own); all stop at teardown."""
-    started: list[ServerProcess] = []
-
-    def make(*extra: str) -> ServerProcess:
-        prefix = "relaytest-dashobs-" + secrets.token_hex(6)
-        server = ServerProcess(redis_server.url, prefix, extra, 0, POLL).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
-    for prefix in {s.prefix for s in started}:
-        delete_prefix(redis_server.url, prefix)
-
-
-@pytest.fixture(scope="module")
-def shared(redis_server: RedisServer) -> Iterator[ServerProcess]:
-    """One plain server for the job list tests (each uses queues of its own)."""
-    prefix = "relaytest-dashobs-" + secrets.token_hex(6)
-    server = ServerProcess(redis_server.url, prefix, poll_interval=POLL).start()
-    yield server
-    server.stop()
-    delete_prefix(redis_server.url, server.prefix)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launched_browser() as launched:
-        yield launched
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
-    ctx.set_default_timeout(8000)
-    yield ctx
-    ctx.close()
-
-
-class Console:
-    """What the page logs as an error, and its uncaught exceptions."""
-
-    def __init__(self, page: Page) -> None:
-        self.errors: list[str] = []
-        page.on("console", self._on_console)
-        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(message.text)
-
-
-def open_page(context: BrowserContext, url: str) -> tuple[Page, Console]:
-    page = context.new_page()
-    console = Console(page)
-    page.add_init_script(HELP_SEEN)
-    page.goto(url)
-    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-    return page, console
-
-
-def screenshot(page: Page, selector: str, name: str) -> None:
-    """The element ``selector`` (a card of the page) as ``docs/screenshots/<name>.png``."""
-    if os.environ.get("RELAY_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.locator(selector).screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+make_server, shared, browser, context = page_fixtures("relaytest-dashobs-")
 
 
 def list_requests(page: Page) -> list[str]:
@@ -144,59 +62,6 @@ def shown(first: int, last: int, total: int) -> str:
 
 def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@contextmanager
-def worker_thread(
-    server: ServerProcess, queue_name: str, started: threading.Event
-) -> Iterator[str]:
-    """A real worker on ``queue_name`` (concurrency 2, beating every 0.3 s) whose handler
-    sets ``started`` and runs until the worker stops, in a thread with a Trio loop of its
-    own; yields the worker's id. On exit the worker stops (and leaves the registry)."""
-    handed: queue.Queue[Any] = queue.Queue()
-
-    async def forever(job: Job) -> None:
-        started.set()
-        await trio.sleep_forever()
-
-    async def main() -> None:
-        stop = trio.Event()
-        async with (
-            open_broker(server.redis_url, prefix=server.prefix) as broker,
-            running_worker(
-                broker,
-                [QueueHandler(queue_name, forever, concurrency=2)],
-                grace_period=0.2,
-                presence_interval=0.3,
-            ) as worker,
-        ):
-            handed.put((trio.lowlevel.current_trio_token(), stop, worker))
-            await stop.wait()
-
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            trio.run(main)
-        except BaseException as exc:
-            failure.append(exc)
-            handed.put(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    got = handed.get(timeout=30)
-    if isinstance(got, BaseException):
-        raise got
-    token, stop, worker = got
-    assert isinstance(worker, Worker)
-    try:
-        yield worker.id
-    finally:
-        trio.from_thread.run_sync(stop.set, trio_token=token)
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the worker did not stop"
-        if failure:
-            raise failure[0]
 
 
 # -- the workers panel -------------------------------------------------------------------
@@ -238,11 +103,13 @@ def test_the_workers_panel_shows_a_real_worker_with_its_running_job_until_it_lea
     expect(batch.locator(".chip-on")).to_have_text(q)  # the selected queue stands out
 
     started = threading.Event()
-    with worker_thread(server, q, started) as worker_id:
+    with worker_thread(
+        server, q, started, concurrency=2, grace_period=0.2, presence_interval=0.3
+    ) as worker:
         assert started.wait(10), "the worker never started the job"
         expect(rows).to_have_count(2)
         expect(page.locator("#t-workers")).to_have_text("2")  # from the stream
-        row = page.locator(f'#workers-body tr[data-id="{worker_id}"]')
+        row = page.locator(f'#workers-body tr[data-id="{worker.id}"]')
         expect(row.locator(".host-name")).to_have_text(socket.gethostname())
         expect(row.locator("td.pid")).to_have_text(str(os.getpid()))
         expect(row.locator(".chip")).to_have_text([q])
@@ -253,7 +120,7 @@ def test_the_workers_panel_shows_a_real_worker_with_its_running_job_until_it_lea
         expect(row.locator("td.uptime")).to_have_text(re.compile(r"^\d+s$"))
         expect(row.locator("td.seen")).to_have_text(re.compile(r"^(now|[1-3] s ago)$"))
         expect(page.locator("#workers-empty")).to_be_hidden()
-        screenshot(page, "#workers-card", "workers")
+        screenshot(page, "workers", "#workers-card")
 
         link.click()  # the running job opens in the job view
         expect(page.locator("#job-state")).to_have_text("inflight")
@@ -304,7 +171,7 @@ def test_the_workers_panel_reads_only_while_on_screen_and_shows_text(
     )
     page.add_init_script(HELP_SEEN)
     page.goto(server.url)
-    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    wait_live(page)
     page.locator("#workers-card").scroll_into_view_if_needed()
     expect(page.locator("#workers-body .host-name")).to_have_text(XSS)
     expect(page.locator("#workers-body .chip")).to_have_text(XSS)
@@ -505,7 +372,7 @@ def test_a_big_payload_is_cut_in_the_list_and_whole_in_the_job_view(
     assert shown.startswith('{"rows": ["xxx') and len(shown) < 200, shown
     expect(page.locator("#jobs-body td.payload").filter(has_text="<img")).to_have_text(XSS)
     assert page.locator("#jobs-body img").count() == 0
-    screenshot(page, "#jobs-card", "jobs")
+    screenshot(page, "jobs", "#jobs-card")
 
     row.get_by_role("button", name=f"Open job {job_id}").click()
     expect(page.locator("#job-state")).to_have_text("ready")
