@@ -73,7 +73,7 @@ class QueueAdmin(JobOps):
         (reply,) = yield script(
             "reap",
             [q.inflight, q.ready, q.dlq, q.dead, q.wake, q.dlq_trimmed, q.aborting, q.cancelled],
-            [q.base, limit, self.dlq_max, self.dlq_ttl_s * 1000, self.result_ttl_ms_for_end()],
+            [limit, self.dlq_max, self.dlq_ttl_s * 1000, self.result_ttl_ms_for_end()],
         )
         requeued, dead, trimmed, cancelled = (int(v) for v in reply)
         self.events.count("reaped", queue, requeued + dead + cancelled)
@@ -86,7 +86,7 @@ class QueueAdmin(JobOps):
         """One pass: due delayed jobs to ready. Returns how many moved."""
         q = self.keys.queue(queue)
         check_int("limit", limit, 1, 100_000)
-        (reply,) = yield script("promote", [q.delayed, q.ready, q.wake], [q.base, limit])
+        (reply,) = yield script("promote", [q.delayed, q.ready, q.wake], [limit])
         moved = int(reply)
         self.events.count("promoted", queue, moved)
         return moved
@@ -215,7 +215,7 @@ class QueueAdmin(JobOps):
         it is not in the DLQ."""
         q = self.keys.queue(queue)
         validate_job_id(job_id)
-        (moved,) = yield script("dlq_requeue", [q.dlq, q.ready, q.wake], [q.base, "one", job_id])
+        (moved,) = yield script("dlq_requeue", [q.dlq, q.ready, q.wake], ["one", job_id])
         if not moved:
             raise JobNotFound(queue, job_id, where="dead-letter queue")
 
@@ -223,24 +223,24 @@ class QueueAdmin(JobOps):
         """Delete one dead job for good; :class:`JobNotFound` if it is not in the DLQ."""
         q = self.keys.queue(queue)
         validate_job_id(job_id)
-        (deleted,) = yield script("dlq_delete", [q.dlq], [q.base, "one", job_id])
+        (deleted,) = yield script("dlq_delete", [q.dlq], ["one", job_id])
         if not deleted:
             raise JobNotFound(queue, job_id, where="dead-letter queue")
 
     def dlq_requeue_all(self, queue: str) -> Op[int]:
         """Requeue the whole DLQ, 1000 jobs per atomic step; returns how many."""
         q = self.keys.queue(queue)
-        return (yield from self._sweep("dlq_requeue", [q.dlq, q.ready, q.wake], q.base))
+        return (yield from self._sweep("dlq_requeue", [q.dlq, q.ready, q.wake]))
 
     def dlq_purge(self, queue: str) -> Op[int]:
         """Delete the whole DLQ, 1000 jobs per atomic step; returns how many."""
         q = self.keys.queue(queue)
-        return (yield from self._sweep("dlq_delete", [q.dlq], q.base))
+        return (yield from self._sweep("dlq_delete", [q.dlq]))
 
-    def _sweep(self, name: str, keys: list[str], base: str) -> Op[int]:
+    def _sweep(self, name: str, keys: list[str]) -> Op[int]:
         total = 0
         while True:
-            (moved,) = yield script(name, keys, [base, "all", SWEEP_LIMIT])
+            (moved,) = yield script(name, keys, ["all", SWEEP_LIMIT])
             if not int(moved):
                 return total
             total += int(moved)
@@ -318,9 +318,7 @@ class QueueAdmin(JobOps):
         total = 0
         try:
             while True:
-                (reply,) = yield script(
-                    "queue_delete", keys, [q.base, "1" if force else "0", SWEEP_LIMIT]
-                )
+                (reply,) = yield script("queue_delete", keys, ["1" if force else "0", SWEEP_LIMIT])
                 code, n = reply
                 if code == 0:
                     raise QueueNotEmpty(queue, int(n))

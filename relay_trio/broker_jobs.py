@@ -140,7 +140,7 @@ class JobOps:
         keys = [q.ready, q.delayed, q.seq, q.wake]
         steps: list[Command | Script] = [Command(("SADD", self.keys.registry, queue))]
         for start in range(0, len(specs), ENQUEUE_CHUNK):
-            args: list[Any] = [q.base, queue, self.dedup_ttl_s]
+            args: list[Any] = [queue, self.dedup_ttl_s]
             for s in specs[start : start + ENQUEUE_CHUNK]:
                 args += (
                     s.id,
@@ -180,7 +180,7 @@ class JobOps:
         (reply,) = yield script(
             "claim",
             [q.ready, q.inflight, q.ratelimit, q.paused],
-            [q.base, n, vis, secrets.token_hex(8)],
+            [n, vis, secrets.token_hex(8)],
         )
         code, wait = reply[0], reply[1]
         if code == 2:
@@ -253,7 +253,7 @@ class JobOps:
             "ack",
             jobs,
             lambda q: [q.inflight, q.processed, q.ready, q.done],
-            lambda q: [q.base, ttl_ms],
+            lambda q: [ttl_ms],
             extra,
             tails=clocks,
         )
@@ -275,7 +275,6 @@ class JobOps:
             "nack",
             [q.inflight, q.delayed, q.dlq, q.dead, q.dlq_trimmed],
             [
-                q.base,
                 job.id,
                 job.lease,
                 error[: jobmod.MAX_ERROR_TEXT],
@@ -304,7 +303,7 @@ class JobOps:
         ``text`` becomes each released job's ``last_error``."""
         head = text[: jobmod.MAX_ERROR_TEXT]
         by_queue, replies = yield from self._per_lease(
-            "release", jobs, lambda q: [q.inflight, q.ready, q.wake], lambda q: [q.base, head]
+            "release", jobs, lambda q: [q.inflight, q.ready, q.wake], lambda q: [head]
         )
         out = [flag == 1 for flag in replies]
         for queue, indexes in by_queue.items():
@@ -321,7 +320,7 @@ class JobOps:
         vis = self.visibility_ms if visibility_ms is None else visibility_ms
         check_int("visibility_ms", vis, 1, MAX_VISIBILITY_MS)
         _, replies = yield from self._per_lease(
-            "extend", jobs, lambda q: [q.inflight], lambda q: [q.base, vis]
+            "extend", jobs, lambda q: [q.inflight], lambda q: [vis]
         )
         return [deadline != 0 for deadline in replies]
 
@@ -379,7 +378,7 @@ class JobOps:
         (reply,) = yield script(
             "cancel",
             [q.ready, q.delayed, q.inflight, q.aborting, q.cancelled],
-            [q.base, job_id, self.result_ttl_ms_for_end()],
+            [job_id, self.result_ttl_ms_for_end()],
         )
         code, state = int(reply[0]), reply[1].decode() if reply[1] else ""
         if code == -1:
@@ -412,7 +411,7 @@ class JobOps:
         (done,) = yield script(
             "abort",
             [q.inflight, q.aborting, q.cancelled],
-            [q.base, self.result_ttl_ms_for_end(), job.id, job.lease],
+            [self.result_ttl_ms_for_end(), job.id, job.lease],
         )
         if done:
             self.events.count("cancelled", job.queue)

@@ -66,7 +66,7 @@ class WorkerOps(ScheduleOps):
         by id; an entry whose description does not decode (written by something
         else) is left out."""
         k = self.keys
-        (flat,) = yield script("workers", [k.workers_seen], [k.worker_info_prefix])
+        (flat,) = yield script("workers", [k.workers_seen], [])
         out: list[WorkerInfo] = []
         for worker_id, seen, text in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
             try:

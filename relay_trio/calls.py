@@ -31,18 +31,34 @@ class LuaScript:
     """A script from ``relay_trio/lua/<name>.lua`` behind ``_lib.lua``, run by SHA.
 
     Each script's header names its KEYS and ARGV. Loading reads package files
-    once per name (:func:`lua`); nothing here talks to Redis."""
+    once per name (:func:`lua`); nothing here talks to Redis.
 
-    __slots__ = ("name", "sha", "source")
+    On a Redis Cluster a script goes with a ``#!lua`` first line (Redis 7+:
+    :meth:`variant`): with it, Redis refuses any key the script touches outside
+    the slot of its declared KEYS ("Script attempted to access keys that do not
+    hash to the same slot"), so the rule that every key a script builds shares
+    its KEYS' slot is enforced by the server, not only kept by the scripts.
+    (Without the line, as on a single Redis 6.2 or 7, Redis does not check.)"""
 
-    def __init__(self, name: str) -> None:
+    __slots__ = ("cluster_sha", "cluster_source", "name", "sha", "source")
+
+    def __init__(self, name: str, source: str | None = None) -> None:
         self.name = name
-        lua_dir = resources.files("relay_trio").joinpath("lua")
-        # every script runs behind the shared helpers of _lib.lua (Redis has no includes)
-        self.source = (
-            lua_dir.joinpath("_lib.lua").read_text() + lua_dir.joinpath(f"{name}.lua").read_text()
-        )
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+        if source is None:
+            lua_dir = resources.files("relay_trio").joinpath("lua")
+            # every script runs behind the shared helpers of _lib.lua (Redis has no includes)
+            source = (
+                lua_dir.joinpath("_lib.lua").read_text()
+                + lua_dir.joinpath(f"{name}.lua").read_text()
+            )
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.cluster_source = "#!lua\n" + source
+        self.cluster_sha = hashlib.sha1(self.cluster_source.encode()).hexdigest()
+
+    def variant(self, *, cluster: bool) -> tuple[str, str]:
+        """``(sha, source)`` to send: the flagged variant on a cluster."""
+        return (self.cluster_sha, self.cluster_source) if cluster else (self.sha, self.source)
 
 
 _SCRIPTS: dict[str, LuaScript] = {}

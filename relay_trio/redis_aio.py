@@ -48,6 +48,7 @@ from .redis_wire import (
     DEFAULT_SOCKET_TIMEOUT,
     UNSENT,
     E,
+    check_cluster_version,
     cluster_db_problem,
     cluster_info_enabled,
     did_not_run,
@@ -77,13 +78,14 @@ class _Pool(aioredis.BlockingConnectionPool):
 
 
 async def _run_script(client: AsyncClient, step: Script) -> Any:
-    """EVALSHA, loading the script on NOSCRIPT (on a cluster: on every primary)."""
-    script = step.script
+    """EVALSHA, loading the script on NOSCRIPT (on a cluster: on every primary,
+    and its flagged variant, see :class:`~relay_trio.calls.LuaScript`)."""
+    sha, source = step.script.variant(cluster=isinstance(client, AsyncCluster))
     try:
-        return await client.evalsha(script.sha, len(step.keys), *step.keys, *step.args)
+        return await client.evalsha(sha, len(step.keys), *step.keys, *step.args)
     except redis.exceptions.NoScriptError:
-        await client.script_load(script.source)
-        return await client.evalsha(script.sha, len(step.keys), *step.keys, *step.args)
+        await client.script_load(source)
+        return await client.evalsha(sha, len(step.keys), *step.keys, *step.args)
 
 
 async def _run_step(client: AsyncClient, step: Step) -> Any:
@@ -198,6 +200,9 @@ class AsyncIO:
             except E.ResponseError:  # INFO refused (an ACL, a proxy): a single server
                 info = None
             if cluster_info_enabled(info):
+                with contextlib.suppress(E.ResponseError):  # INFO server refused: let it try
+                    server = await single.execute_command("INFO", "server")  # type: ignore[no-untyped-call]
+                    check_cluster_version(server, self.where)
                 cluster = await self._cluster(self._socket_timeout)
                 try:
                     blocking = await self._cluster(BLOCKING_SOCKET_TIMEOUT)
@@ -279,7 +284,7 @@ class AsyncIO:
             for step, ks in zip(steps, keys, strict=True)
         ]
         groups = group_by_node(slots, lambda slot: _node_of(client, slot))
-        commands = [wire_args(step) for step in steps]
+        commands = [wire_args(step, cluster=True) for step in steps]
         results: list[Any] = [None] * len(steps)
         outcomes = await asyncio.gather(
             *(_send_node(node, commands, indexes, results) for node, indexes in groups),
@@ -295,7 +300,7 @@ class AsyncIO:
     async def _cluster_transaction(
         self, client: AsyncCluster, call: Call, slot: int | None
     ) -> list[Any]:
-        commands = [("MULTI",), *(wire_args(step) for step in call.steps), ("EXEC",)]
+        commands = [("MULTI",), *(wire_args(s, cluster=True) for s in call.steps), ("EXEC",)]
         replies: list[Any] = [None] * len(commands)
         for attempt in (1, 2):
             await _send_node(_node_of(client, slot), commands, range(len(commands)), replies)

@@ -63,7 +63,8 @@ def execute_cluster(
         return _transaction(client, call, errors)
     slots = [step_slot(client, step) for step in steps]
     groups = group_by_node(slots, functools.partial(node_of, client))
-    results = _send_grouped(client, [wire_args(step) for step in steps], groups)
+    commands = [wire_args(step, cluster=True) for step in steps]
+    results = _send_grouped(client, commands, groups)
     failed = next((r for r in results if isinstance(r, E.ConnectionError | E.TimeoutError)), None)
     if failed is not None:
         refresh(client)  # the node may have failed over: learn the new map
@@ -121,7 +122,7 @@ def _transaction(
         redis_node = client.get_redis_connection(node_of(client, slot))
         pipe = redis_node.pipeline(transaction=True)
         for step in call.steps:
-            pipe.execute_command(*wire_args(step))  # type: ignore[no-untyped-call]
+            pipe.execute_command(*wire_args(step, cluster=True))  # type: ignore[no-untyped-call]
         try:
             results: list[Any] = pipe.execute(raise_on_error=False)
         except (E.AskError, E.TryAgainError):  # EXECABORT: the slot moved, nothing ran
@@ -129,5 +130,6 @@ def _transaction(
                 raise
             refresh(client)
             continue
-        return settle(results, call.steps, call, errors, functools.partial(run_step, redis_node))
+        rerun = functools.partial(run_step, redis_node, cluster=True)
+        return settle(results, call.steps, call, errors, rerun)
     raise AssertionError("unreachable")  # pragma: no cover

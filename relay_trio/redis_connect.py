@@ -12,6 +12,7 @@ before the command was sent (:data:`~relay_trio.redis_wire.UNSENT`).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
@@ -32,6 +33,7 @@ from .redis_wire import (
     SENTINEL_SCHEME,
     UNSENT,
     E,
+    check_cluster_version,
     cluster_db_problem,
     cluster_info_enabled,
     redis_url_problem,
@@ -146,12 +148,18 @@ class _CheckedPool(_Pool):
 
 def cluster_enabled(client: redis.Redis) -> bool:
     """Whether the server of ``client`` is a Redis Cluster node (one ``INFO cluster``).
-    A server that refuses ``INFO`` (an ACL, a proxy) counts as a single server."""
+    A server that refuses ``INFO`` (an ACL, a proxy) counts as a single server. A
+    cluster node older than Redis 7.0 is :class:`RedisUnavailable` (see
+    :func:`~relay_trio.redis_wire.check_cluster_version`)."""
     try:
         info = client.execute_command("INFO", "cluster")  # type: ignore[no-untyped-call]
     except E.ResponseError:
         return False
-    return cluster_info_enabled(info)
+    if not cluster_info_enabled(info):
+        return False
+    with contextlib.suppress(E.ResponseError):  # INFO server refused: let it try
+        check_cluster_version(client.execute_command("INFO", "server"), where(client))  # type: ignore[no-untyped-call]
+    return True
 
 
 def cluster_client(
@@ -240,17 +248,21 @@ def where(client: Client) -> str:
     )
 
 
-def run_script(client: Any, step: Script) -> Any:
-    """EVALSHA, loading the script on NOSCRIPT (on a cluster: on every primary)."""
-    script = step.script
+def run_script(client: Any, step: Script, *, cluster: bool | None = None) -> Any:
+    """EVALSHA, loading the script on NOSCRIPT (on a cluster: on every primary,
+    and its flagged variant; ``cluster`` None: whether ``client`` is a cluster's)."""
+    if cluster is None:
+        cluster = isinstance(client, RedisCluster)
+    sha, source = step.script.variant(cluster=cluster)
     try:
-        return client.evalsha(script.sha, len(step.keys), *step.keys, *step.args)
+        return client.evalsha(sha, len(step.keys), *step.keys, *step.args)
     except redis.exceptions.NoScriptError:
-        client.script_load(script.source)
-        return client.evalsha(script.sha, len(step.keys), *step.keys, *step.args)
+        client.script_load(source)
+        return client.evalsha(sha, len(step.keys), *step.keys, *step.args)
 
 
-def run_step(client: Client, step: Step) -> Any:
+def run_step(client: Client, step: Step, *, cluster: bool | None = None) -> Any:
+    """Send one step on its own (blocking)."""
     if isinstance(step, Script):
-        return run_script(client, step)
+        return run_script(client, step, cluster=cluster)
     return client.execute_command(*step.args)  # type: ignore[no-untyped-call]

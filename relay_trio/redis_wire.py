@@ -151,10 +151,12 @@ def redis_url_problem(url: str) -> str | None:
     return None
 
 
-def wire_args(step: Step) -> tuple[Any, ...]:
-    """The command that sends ``step`` (a script goes by its SHA: ``EVALSHA``)."""
+def wire_args(step: Step, *, cluster: bool = False) -> tuple[Any, ...]:
+    """The command that sends ``step`` (a script goes by its SHA: ``EVALSHA``;
+    on a cluster its flagged variant, see :class:`~relay_trio.calls.LuaScript`)."""
     if isinstance(step, Script):
-        return ("EVALSHA", step.script.sha, len(step.keys), *step.keys, *step.args)
+        sha, _ = step.script.variant(cluster=cluster)
+        return ("EVALSHA", sha, len(step.keys), *step.keys, *step.args)
     return tuple(step.args)
 
 
@@ -241,6 +243,25 @@ def _text(key: Any) -> str:
 def cluster_info_enabled(info: object) -> bool:
     """Whether ``INFO cluster``'s reply (parsed by redis-py) says cluster mode."""
     return isinstance(info, dict) and str(info.get("cluster_enabled", 0)) == "1"
+
+
+CLUSTER_MIN_VERSION = (7, 0)
+"""On a cluster, scripts go with a ``#!lua`` line (see :class:`~relay_trio.calls.LuaScript`)."""
+
+
+def check_cluster_version(info: object, where: str) -> None:
+    """Raise :class:`RedisUnavailable` when ``INFO server``'s reply names a Redis
+    older than :data:`CLUSTER_MIN_VERSION` (an unreadable version passes)."""
+    version = str(info.get("redis_version", "")) if isinstance(info, dict) else ""
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return
+    if (major, minor) < CLUSTER_MIN_VERSION:
+        raise RedisUnavailable(
+            f"Redis is unavailable: {where} runs Redis {version}; relay-trio on a Redis "
+            "Cluster needs Redis 7.0 or later"
+        )
 
 
 CLUSTER_DB = "a Redis Cluster has only database 0: drop the /N of the URL"

@@ -6,8 +6,11 @@ the broker, worker and results tests run on it too (``cluster_too``)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +20,15 @@ from redis.cluster import NodeCommands, RedisCluster
 from support import RedisServer, delete_prefix
 from support.cluster import LocalCluster, queues_by_node
 
-from relay_trio import Broker, RedisCommandError, open_broker
-from relay_trio.calls import Call, Command, Script
+import relay_trio
+from relay_trio import Broker, RedisCommandError, RedisUnavailable, open_broker
+from relay_trio.calls import _SCRIPTS, Call, Command, LuaScript, Script
 from relay_trio.keys import Keyspace
 from relay_trio.metrics import Metrics
+from relay_trio.redis_aio import AsyncIO
 from relay_trio.redis_io import RedisIO
 from relay_trio.redis_sync import SyncIO, connect
+from relay_trio.redis_wire import check_cluster_version
 from relay_trio.server.snapshots import Snapshots
 
 
@@ -230,3 +236,90 @@ async def test_a_hub_tick_is_one_round_trip_per_node_plus_the_registry_reads(
         assert writes.count(redis_cluster.ports[node]) == 1 + registries.count(node)
     assert len(writes) == 3 + 2
     assert sorted(len(batch) for batch in sent)[-3:] == [70, 70, 70]  # 10 queues x 7 reads
+
+
+# -- the server enforces the key rule ----------------------------------------------
+
+
+def _two_slots_one_node(cluster: LocalCluster, prefix: str) -> tuple[str, str]:
+    """A key, and one of another slot on the same node (Redis would not notice a
+    script touching it without the #!lua line)."""
+    first = f"{prefix}:{{a}}:x"
+    client = connect(cluster.urls[0])
+    for n in range(1000):
+        other = f"{prefix}:{{b{n}}}:x"
+        same_node = cluster.node_of(other) == cluster.node_of(first)
+        if same_node and client.keyslot(other) != client.keyslot(first):  # type: ignore[union-attr]
+            return first, other
+    raise AssertionError("no such key")
+
+
+ROGUE = "redis.call('SET', KEYS[1], '1')\nreturn redis.call('SET', ARGV[1], '1')\n"
+
+
+@pytest.mark.parametrize("runtime", ["trio", "asyncio"])
+async def test_redis_refuses_a_script_that_touches_a_key_outside_its_slot(
+    redis_cluster: LocalCluster,
+    cluster_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    runtime: str,
+) -> None:
+    """Every script goes to a cluster with a ``#!lua`` line, so Redis itself
+    refuses a key outside the slot of the script's KEYS: the cluster runs of the
+    broker, worker and server tests prove the scripts keep the rule."""
+    monkeypatch.setitem(_SCRIPTS, "rogue", LuaScript("rogue", source=ROGUE))
+    key, outside = _two_slots_one_node(redis_cluster, cluster_prefix)
+    inside = key.replace(":x", ":y")
+    calls = [Call([Script("rogue", [key], [value])]) for value in (outside, inside)]
+    if runtime == "trio":
+        io = RedisIO.from_url(redis_cluster.urls[0])
+        try:
+            with pytest.raises(RedisCommandError, match="do not hash to the same slot"):
+                await io.execute(calls[0])
+            assert await io.execute(calls[1]) == [b"OK"]
+        finally:
+            await io.aclose()
+    else:
+
+        async def main() -> None:
+            aio = AsyncIO.from_url(redis_cluster.urls[0])
+            try:
+                with pytest.raises(RedisCommandError, match="do not hash to the same slot"):
+                    await aio.execute(calls[0])
+                assert await aio.execute(calls[1]) == [b"OK"]
+            finally:
+                await aio.aclose()
+
+        await trio.to_thread.run_sync(asyncio.run, main())
+    node = redis_cluster.node(redis_cluster.node_of(key))
+    try:
+        script = _SCRIPTS["rogue"]
+        assert node.script_exists(script.cluster_sha, script.sha) == [True, False]
+        assert node.exists(outside) == 0
+    finally:
+        node.close()
+
+
+def test_a_cluster_older_than_redis_7_is_refused_with_the_reason() -> None:
+    with pytest.raises(RedisUnavailable, match=r"runs Redis 6\.2\.14; .* needs Redis 7\.0"):
+        check_cluster_version({"redis_version": "6.2.14"}, "node-1:7000")
+    check_cluster_version({"redis_version": "7.0.15"}, "node-1:7000")
+    check_cluster_version({"redis_version": "unknown"}, "node-1:7000")  # let it try
+
+
+def test_every_key_a_script_builds_starts_from_a_declared_key() -> None:
+    """The static side of the rule: a key a script builds (a job's hash after a
+    pop) starts with ``key_base(KEYS[1])``, the declared key's ``{tag}`` base; no
+    key is built from an argument."""
+    scripts = sorted((Path(relay_trio.__file__).parent / "lua").glob("*.lua"))
+    bases = 0
+    for path in scripts:
+        text = path.read_text()
+        code = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+        assert not re.search(r"ARGV\[[^\]]*\]\s*\.\.", code), path.name
+        if path.name == "_lib.lua":
+            continue
+        for name, expr in re.findall(r"local (\w*base)\s*=\s*(.+)", code):
+            assert expr.startswith("key_base(KEYS[1])"), (path.name, name, expr)
+            bases += 1
+    assert bases == 14  # every script that builds keys

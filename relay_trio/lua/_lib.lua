@@ -1,6 +1,19 @@
 -- _lib: helpers that relay_trio.redis_io puts in front of every script's source
 -- (Redis has no includes). It reads no KEYS or ARGV of its own.
 
+-- The base ("P:{q}:") of a declared key ("P:{q}:ready"): its text up to and
+-- including the first "{tag}:". Every key a script builds that is not in its
+-- KEYS (a job's hash after a pop, its end-notification list, a dedup key) starts
+-- with the base of KEYS[1], so it has the same hash tag and provably the same
+-- Redis Cluster slot. (A prefix never holds a brace; a queue name neither.)
+local function key_base(key)
+  local base = string.match(key, '^[^{}]*{[^{}]+}:')
+  if not base then
+    error('ERR ' .. key .. ' has no {hash tag}: not a relay-trio key', 0)
+  end
+  return base
+end
+
 -- the Redis server's clock, in ms: every deadline and score comes from it
 local function now_ms()
   local t = redis.call('TIME')

@@ -1,8 +1,8 @@
 -- ack: finish jobs that are still in flight under the given lease.
 -- KEYS[1] inflight zset   KEYS[2] processed counter   KEYS[3] ready zset
 -- KEYS[4] done zset (score: when the kept job expires)
--- ARGV[1] queue key base   ARGV[2] result TTL (ms; 0 = delete the job at once)
--- ARGV[3..] with TTL 0 pairs: id, lease; else triples: id, lease, result
+-- ARGV[1] result TTL (ms; 0 = delete the job at once)
+-- ARGV[2..] with TTL 0 pairs: id, lease; else triples: id, lease, result
 --   (the result is 'j' .. JSON text or 'b' .. bytes)
 -- Returns one entry per pair: 1 = acked (processed+1; the hash deleted, or kept
 --   as 'done' with its result for the TTL), 0 = stale (the lease no longer
@@ -18,12 +18,13 @@ expect(KEYS[1], 'zset')
 expect_counter(KEYS[2])
 expect(KEYS[3], 'zset')
 expect(KEYS[4], 'zset')
-local base, ttl = ARGV[1], tonumber(ARGV[2])
+local base = key_base(KEYS[1])
+local ttl = tonumber(ARGV[1])
 local stride = 2
 if ttl > 0 then stride = 3 end
 local out, flying, waiting, hashes, done, kept = {}, {}, {}, {}, {}, {}
 local now = now_ms()
-for i = 3, #ARGV, stride do
+for i = 2, #ARGV, stride do
   local id, lease = ARGV[i], ARGV[i + 1]
   local jk = base .. 'job:' .. id
   local cur

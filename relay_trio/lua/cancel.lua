@@ -3,7 +3,7 @@
 -- ends it through abort.lua; the reaper does, if that worker is gone).
 -- KEYS[1] ready zset   KEYS[2] delayed zset   KEYS[3] inflight zset
 -- KEYS[4] aborting zset (score: when the abort was requested)   KEYS[5] cancelled zset
--- ARGV[1] queue key base   ARGV[2] id   ARGV[3] how long a cancelled job is kept (ms)
+-- ARGV[1] id   ARGV[2] how long a cancelled job is kept (ms)
 -- Returns {code, state}: 1 = cancelled; 2 = abort requested (state 'inflight');
 --   0 = the job has ended already (its state); -1 = no such job.
 expect(KEYS[1], 'zset')
@@ -11,7 +11,8 @@ expect(KEYS[2], 'zset')
 expect(KEYS[3], 'zset')
 expect(KEYS[4], 'zset')
 expect(KEYS[5], 'zset')
-local base, id = ARGV[1], ARGV[2]
+local base = key_base(KEYS[1])
+local id = ARGV[1]
 local jk = base .. 'job:' .. id
 expect(jk, 'hash')
 local cur = redis.call('HMGET', jk, 'state', 'waiters')
@@ -21,7 +22,7 @@ local now = now_ms()
 if state == 'ready' or state == 'delayed' then
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
-  end_cancelled(base, id, KEYS[5], tonumber(ARGV[3]), now, cur[2])
+  end_cancelled(base, id, KEYS[5], tonumber(ARGV[2]), now, cur[2])
   return {1, 'cancelled'}
 end
 if state == 'inflight' then

@@ -1,6 +1,6 @@
 -- claim: take up to N ready jobs, best first, under a fresh lease.
 -- KEYS[1] ready zset   KEYS[2] inflight zset   KEYS[3] ratelimit hash   KEYS[4] paused flag
--- ARGV[1] queue key base   ARGV[2] N (max jobs)   ARGV[3] visibility (ms)   ARGV[4] lease token
+-- ARGV[1] N (max jobs)   ARGV[2] visibility (ms)   ARGV[3] lease token
 -- Returns {code, wait_ms, job, job, ...}; each job is the list of its values of
 --   relay_trio.job.FIELDS, in that order (the HMGET below; false = unset), as
 --   they stand after the claim (attempts, state, lease and deadline updated).
@@ -14,7 +14,8 @@ if redis.call('EXISTS', KEYS[4]) == 1 then return {2, 0} end
 expect(KEYS[1], 'zset')
 expect(KEYS[2], 'zset')
 expect(KEYS[3], 'hash')
-local base, want, vis, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local base = key_base(KEYS[1])
+local want, vis, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local now = now_ms()
 local rl = redis.call('HMGET', KEYS[3], 'rate', 'burst', 'tokens', 'ts')
 local rate, burst, tokens = tonumber(rl[1]), tonumber(rl[2]), nil

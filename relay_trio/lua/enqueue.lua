@@ -1,7 +1,7 @@
 -- enqueue: add one or more jobs to a queue; each job is all-or-nothing.
 -- KEYS[1] ready zset     KEYS[2] delayed zset     KEYS[3] seq counter   KEYS[4] wake list
--- ARGV[1] queue key base ("P:{q}:")   ARGV[2] queue name   ARGV[3] dedup TTL (s)
--- ARGV[4..] 8 fields per job: id, payload, priority, max_retries, delay_ms,
+-- ARGV[1] queue name   ARGV[2] dedup TTL (s)
+-- ARGV[3..] 8 fields per job: id, payload, priority, max_retries, delay_ms,
 --           ready_at_ms ("" = use delay_ms), idempotency_key ("" = none),
 --           timeout_ms ("" = the worker's default)
 -- Returns a flat list, 3 entries per job: code, id, state
@@ -10,14 +10,15 @@
 --   gone: acked or deleted); nothing is written for a duplicate.
 -- Every key's type is checked before the first write: a key of another type
 -- fails the whole call with nothing written.
-local base, queue, ttl = ARGV[1], ARGV[2], ARGV[3]
+local base = key_base(KEYS[1])
+local queue, ttl = ARGV[1], ARGV[2]
 local W = 8
 expect(KEYS[1], 'zset')
 expect(KEYS[2], 'zset')
 expect_counter(KEYS[3])
 expect(KEYS[4], 'list')
 local taken = {}  -- ids whose hash exists already (a duplicate id), or came earlier in this call
-for o = 4, #ARGV, W do
+for o = 3, #ARGV, W do
   local id = ARGV[o]
   if expect(base .. 'job:' .. id, 'hash') == 'hash' then taken[id] = true end
   local ikey = ARGV[o + 6]
@@ -31,7 +32,7 @@ end
 
 local now = now_ms()
 local out, readied = {}, 0
-for o = 4, #ARGV, W do
+for o = 3, #ARGV, W do
   local id, payload, prio, maxr = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3]
   local delay, ready_at, ikey = tonumber(ARGV[o + 4]), ARGV[o + 5], ARGV[o + 6]
   local timeout = ARGV[o + 7]

@@ -1,13 +1,13 @@
 -- promote: delayed jobs whose ready-at time has come go to ready, keeping priority.
 -- KEYS[1] delayed zset   KEYS[2] ready zset   KEYS[3] wake list
--- ARGV[1] queue key base   ARGV[2] at most this many jobs per call
+-- ARGV[1] at most this many jobs per call
 -- Returns the number of jobs promoted. Every job is read before the first write.
 expect(KEYS[1], 'zset')
 expect(KEYS[2], 'zset')
 expect(KEYS[3], 'list')
-local base = ARGV[1]
+local base = key_base(KEYS[1])
 local now = now_ms()
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local jobs = {}
 for i, id in ipairs(ids) do
   jobs[i] = redis.call('HMGET', base .. 'job:' .. id, 'priority', 'seq')

@@ -1,16 +1,17 @@
--- queue_delete: delete a queue's jobs and keys, at most ARGV[3] jobs per call.
+-- queue_delete: delete a queue's jobs and keys, at most ARGV[2] jobs per call.
 -- KEYS[1] ready zset   KEYS[2] inflight zset   KEYS[3] delayed zset   KEYS[4] dlq list
 -- KEYS[5] done zset    KEYS[6] cancelled zset (jobs kept after they ended: they do
 --   not make a queue 'hold jobs', and go with it)
 -- KEYS[7..] the queue's other keys (counters, flags, rate limit, hints), deleted last
--- ARGV[1] queue key base   ARGV[2] "1" = force (delete jobs too)   ARGV[3] jobs per call
+-- ARGV[1] "1" = force (delete jobs too)   ARGV[2] jobs per call
 -- Returns {code, n}: code 0 = refused, the queue holds n jobs and force is off
 --   (nothing deleted); 1 = done, n jobs deleted in this call (every key is gone);
 --   2 = n jobs deleted, more remain: call again.
 -- A job's dedup key goes with it while it still names that job; other dedup
 -- keys expire on their own. A container of a foreign type holds no jobs of
 -- ours: it is deleted with the rest. Every job is read before the first write.
-local base, force, limit = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3])
+local base = key_base(KEYS[1])
+local force, limit = ARGV[1] == '1', tonumber(ARGV[2])
 local kinds = {'zset', 'zset', 'zset', 'list', 'zset', 'zset'}
 local held = 0
 for k = 1, 4 do

@@ -7,8 +7,8 @@
 -- KEYS[1] inflight zset   KEYS[2] ready zset   KEYS[3] dlq list   KEYS[4] dead counter
 -- KEYS[5] wake list       KEYS[6] dlq-trimmed counter
 -- KEYS[7] aborting zset    KEYS[8] cancelled zset
--- ARGV[1] queue key base   ARGV[2] at most this many jobs per call
--- ARGV[3] DLQ cap (jobs)   ARGV[4] DLQ TTL (ms)   ARGV[5] how long a cancelled job is kept (ms)
+-- ARGV[1] at most this many jobs per call
+-- ARGV[2] DLQ cap (jobs)   ARGV[3] DLQ TTL (ms)   ARGV[4] how long a cancelled job is kept (ms)
 -- A job whose abort was requested (cancel.lua) ends 'cancelled' instead: the
 -- worker that was to abort it is gone. Jobs that end wake their waiters.
 -- Returns {requeued, dead_lettered, dlq_trimmed, cancelled}. Every job is read before the first write.
@@ -20,9 +20,9 @@ expect(KEYS[5], 'list')
 expect_counter(KEYS[6])
 expect(KEYS[7], 'zset')
 expect(KEYS[8], 'zset')
-local base = ARGV[1]
+local base = key_base(KEYS[1])
 local now = now_ms()
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local jobs = {}
 for i, id in ipairs(ids) do
   jobs[i] = redis.call('HMGET', base .. 'job:' .. id, 'attempts', 'max_retries', 'priority', 'seq',
@@ -38,7 +38,7 @@ for i, id in ipairs(ids) do
     if j[6] == '1' then
       redis.call('ZREM', KEYS[7], id)
       redis.call('HSET', jk, 'last_error', 'aborted: ' .. err)
-      end_cancelled(base, id, KEYS[8], tonumber(ARGV[5]), now, j[7])
+      end_cancelled(base, id, KEYS[8], tonumber(ARGV[4]), now, j[7])
       cancelled = cancelled + 1
     elseif attempts >= (tonumber(j[2]) or 0) then
       redis.call('HSET', jk, 'state', 'dead', 'lease', '', 'last_error', err, 'dead_at', now)
@@ -57,5 +57,5 @@ for i, id in ipairs(ids) do
 end
 if dead > 0 then redis.call('INCRBY', KEYS[4], dead) end
 hint(KEYS[5], requeued)
-local trimmed = trim_dlq(base, KEYS[3], KEYS[6], tonumber(ARGV[3]), now - tonumber(ARGV[4]))
+local trimmed = trim_dlq(base, KEYS[3], KEYS[6], tonumber(ARGV[2]), now - tonumber(ARGV[3]))
 return {requeued, dead, trimmed, cancelled}

@@ -2,15 +2,16 @@
 -- holding them is shutting down). Only jobs still in flight under the given
 -- lease are touched; attempts goes back to what it was before the claim.
 -- KEYS[1] inflight zset   KEYS[2] ready zset   KEYS[3] wake list
--- ARGV[1] queue key base   ARGV[2] the text for last_error   ARGV[3..] pairs: id, lease
+-- ARGV[1] the text for last_error   ARGV[2..] pairs: id, lease
 -- Returns one entry per pair: 1 = released, 0 = stale lease (nothing changed).
 -- Every job is read before the first write.
 expect(KEYS[1], 'zset')
 expect(KEYS[2], 'zset')
 expect(KEYS[3], 'list')
-local base, text = ARGV[1], ARGV[2]
+local base = key_base(KEYS[1])
+local text = ARGV[1]
 local out, live, seen = {}, {}, {}
-for i = 3, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   local id = ARGV[i]
   local cur = redis.call('HMGET', base .. 'job:' .. id, 'state', 'lease', 'attempts',
     'priority', 'seq')
