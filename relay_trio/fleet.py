@@ -11,15 +11,16 @@ While it runs, a member
 * holds **one subscription** to the fleet's snapshot channel (:class:`Bus`) and
   hands every fresh snapshot it hears to its hub (``deliver``: the same memory
   channels as ever);
-* tries to take the **lease** (:class:`Lease`) at once, and again whenever it has
+* tries to take the **lease** (:class:`Lease`) at once, again whenever it has
   heard nothing (no snapshot, no lease held by another) for ``lease_time +
-  interval``. Taking the lease yields a new **epoch** (a fencing token: each one
+  interval``, and again as soon as the leader says it left (see the timing
+  below). Taking the lease yields a new **epoch** (a fencing token: each one
   is greater than every earlier one);
 * while it holds the lease, it **leads**: it renews the lease, polls (the hub's
   ``take``), delivers the snapshot to its own subscribers and publishes it
   encoded, once per interval. A renewal that fails (the lease expired and
   another took it, or Redis did not answer) ends its lead at once: it publishes
-  nothing more and follows.
+  nothing more and follows. Cancelled while it leads, it leaves cleanly.
 
 Event ids are ``epoch * 2**32 + n`` (n: the leader's tick within its epoch), so
 they keep increasing across leader changes. A member takes a snapshot only if
@@ -27,11 +28,30 @@ its epoch is not older than the newest it has seen and its id is greater than
 the last it delivered: a stale leader's late publishes are ignored (fencing),
 and so are duplicates (the leader hears its own).
 
-Timing: a leader publishes right after renewing, so a dead leader's lease ends
-at most ``lease_time`` after its last snapshot; a member that heard nothing for
-``lease_time + interval`` tries the lease, finds it free, polls and publishes
-at once: the fleet's clients see a new event within ``interval + lease_time``
-(spec: two intervals plus the lease time) of the leader's death.
+Timing, when the leader dies (or is cut off): a leader publishes right after
+renewing, so a dead leader's lease ends at most ``lease_time`` after its last
+snapshot; a member that heard nothing for ``lease_time + interval`` tries the
+lease, finds it free, polls and publishes at once: the fleet's clients see a new
+event within ``interval + lease_time`` (spec: two intervals plus the lease time)
+of the leader's death.
+
+Timing, when the leader leaves cleanly (its child cancelled: its last subscriber
+left, or its server shuts down): within :data:`RELEASE_TIMEOUT` (shielded, so the
+cancellation waits that long at most, plus a Redis call already under way: see
+:mod:`relay_trio.fleet_redis`; a server waits for it, :meth:`Fleet.wait_idle`,
+before it closes Redis) it releases the lease and then publishes a
+**leaving** message with its epoch (:func:`encode_leaving`: distinct from every
+snapshot). A follower that hears it, for an epoch not older than the newest it
+has seen, tries the lease at once instead of waiting out the silence: exactly
+one wins (the lease is fenced; it counts a ``handover``), polls and publishes,
+so the fleet's clients see a new event a few Redis round trips after the leave
+(a poll's worth), not ``lease_time + interval``; the others lose, keep
+following, and keep the silence deadline they had (a leaving message never
+delays a takeover). A leaving message of an older epoch is ignored (counted in
+``ignored``, as a stale snapshot is); anything that is neither message is
+ignored too. If the release or the message is lost (Redis down, the timeout
+hit), the fleet falls back on the silence rule above. A cancelled member leaves
+nothing behind but, at worst, a lease that expires on its own.
 
 Nothing here does I/O of its own: :class:`Lease` and :class:`Bus` do
 (:mod:`relay_trio.fleet_redis` over Redis; :class:`MemoryLease` and
@@ -123,6 +143,22 @@ class Message:
         return entries
 
 
+LEAVING = b"leaving"
+
+
+def encode_leaving(epoch: int) -> bytes:
+    """``<epoch>\\nleaving\\n``: the leader of ``epoch`` released the lease."""
+    return b"%d\n%s\n" % (epoch, LEAVING)
+
+
+def decode_leaving(message: bytes) -> int | None:
+    """The epoch of a message of :func:`encode_leaving`, else ``None``."""
+    head, sep, rest = message.partition(b"\n")
+    if not sep or rest != LEAVING + b"\n" or not head.isdigit():
+        return None
+    return int(head)
+
+
 def decode_message(message: bytes) -> Message:
     """The parts of a message of :func:`encode_message`; ValueError if it is not one."""
     head, sep, event = message.partition(b"\n")
@@ -162,9 +198,20 @@ class Fleet:
         self.last_id = 0
         """The id of the last snapshot delivered here."""
         self.relayed = 0
+        """Snapshots taken from another member and delivered here."""
         self.ignored = 0
+        """Messages of an older epoch than the newest seen (a stale leader's)."""
         self.leads = 0
+        """Times this member took the lease."""
+        self.handovers = 0
+        """Of those, leads taken at once on a leaving leader's word."""
+        self.left = 0
+        """Leads this member gave up cleanly (lease released, leaving sent)."""
         self._heard = -math.inf
+        self._leaving = trio.Event()  # set when a leader said it left: try the lease now
+        self._runs = 0
+        self._idle = trio.Event()  # set while no run is under way (its leave included)
+        self._idle.set()
 
     @property
     def leading(self) -> bool:
@@ -174,39 +221,65 @@ class Fleet:
         return self.lease_time if self.lease_time is not None else default_lease_time(interval)
 
     async def run(self, take: Take, deliver: Deliver, interval: float) -> None:
-        """Take part until cancelled: listen, lead when the lease is free."""
+        """Take part until cancelled: listen, lead when the lease is free. Cancelled
+        while leading, it leaves cleanly first (see the module doc): at most
+        :data:`RELEASE_TIMEOUT` seconds, shielded."""
         self._heard = -math.inf
-        while True:
-            try:
-                async with self._bus.subscribe() as messages, trio.open_nursery() as nursery:
-                    nursery.start_soon(self._listen, messages, deliver)
-                    await self._take_part(take, deliver, interval)
-            except Exception as exc:  # the bus could not subscribe: try again
-                log.warning("fleet: no subscription to the snapshot channel: %s", exc)
-                await trio.sleep(interval)
+        self._leaving = trio.Event()
+        self._runs += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
+        try:
+            while True:
+                try:
+                    async with self._bus.subscribe() as messages, trio.open_nursery() as nursery:
+                        nursery.start_soon(self._listen, messages, deliver)
+                        await self._take_part(take, deliver, interval)
+                except Exception as exc:  # the bus could not subscribe: try again
+                    log.warning("fleet: no subscription to the snapshot channel: %s", exc)
+                    await trio.sleep(interval)
+        finally:
+            self._runs -= 1
+            if not self._runs:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no :meth:`run` is under way (at once if none is): a cancelled
+        leader has then left (or given up within :data:`RELEASE_TIMEOUT`). The
+        server waits for it before it closes the connections the leave uses."""
+        await self._idle.wait()
 
     async def _take_part(self, take: Take, deliver: Deliver, interval: float) -> None:
         lease_time = self._lease_time(interval)
+        handover = False  # this attempt follows a leaving message
         while True:
+            self._leaving = trio.Event()  # a leave heard from now on: try again
             epoch: int | None = None
             try:
                 epoch = await self._lease.acquire(lease_time)
             except Exception as exc:
                 log.warning("fleet: lease not taken: %s", exc)
             if epoch is not None:
+                if handover:
+                    self.handovers += 1
                 await self._lead(epoch, take, deliver, interval, lease_time)
-            # another leads (or Redis failed): wait until it has been silent
-            self._heard = max(self._heard, trio.current_time())
-            await self._until_silent(lease_time + interval)
+            if epoch is not None or not handover:
+                # another leads (or Redis failed): wait until it has been silent; a
+                # handover lost to another member keeps the deadline it had
+                self._heard = max(self._heard, trio.current_time())
+            handover = await self._until_silent(lease_time + interval)
 
-    async def _until_silent(self, silence: float) -> None:
+    async def _until_silent(self, silence: float) -> bool:
         """Sleep until nothing was heard for ``silence`` seconds (each snapshot heard
-        meanwhile moves the deadline)."""
+        meanwhile moves the deadline): False; or until a leader says it left: True."""
         while True:
+            if self._leaving.is_set():
+                return True
             wake = self._heard + silence
             if wake <= trio.current_time():
-                return
-            await trio.sleep_until(wake)
+                return False
+            with trio.move_on_at(wake):
+                await self._leaving.wait()
 
     async def _lead(
         self, epoch: int, take: Take, deliver: Deliver, interval: float, lease_time: float
@@ -247,20 +320,39 @@ class Fleet:
         except BaseException:
             if self.newest_epoch == epoch:  # cancelled (or failed) while holding it
                 with trio.move_on_after(RELEASE_TIMEOUT, shield=True):
-                    try:
-                        await self._lease.release(epoch)
-                    except Exception as exc:
-                        log.warning("fleet: lease not released: %s", exc)
+                    await self._leave(epoch)
             raise
         finally:
-            self.epoch = None
+            if self.epoch == epoch:  # (a run that began while this one left may lead)
+                self.epoch = None
+
+    async def _leave(self, epoch: int) -> None:
+        """Give the lease of ``epoch`` up, then tell the fleet (a follower takes over
+        at once). Never raises for the lease or the bus: what fails is logged, and
+        the followers fall back on the silence."""
+        try:
+            await self._lease.release(epoch)
+        except Exception as exc:
+            log.warning("fleet: lease not released: %s", exc)
+            return  # the lease stays ours until it expires: nothing to hand over
+        try:
+            await self._bus.publish(encode_leaving(epoch))
+        except Exception as exc:
+            log.warning("fleet: leave not announced: %s", exc)
+            return
+        self.left += 1
+        log.info("fleet: left the lead of epoch %d", epoch)
 
     async def _listen(self, messages: trio.abc.ReceiveChannel[bytes], deliver: Deliver) -> None:
         async for raw in messages:
             try:
                 message = decode_message(raw)
             except ValueError:
-                log.warning("fleet: a message that is no snapshot was ignored")
+                left = decode_leaving(raw)
+                if left is None:
+                    log.warning("fleet: a message that is no snapshot was ignored")
+                else:
+                    self._heard_leaving(left)
                 continue
             if message.epoch < self.newest_epoch or message.id <= self.last_id:
                 if message.epoch < self.newest_epoch:
@@ -274,6 +366,17 @@ class Fleet:
             deliver(Snapshot(message.id, entries, message.event, trio.current_time()))
             if self._on_relayed is not None:
                 self._on_relayed(entries)
+
+    def _heard_leaving(self, epoch: int) -> None:
+        """The leader of ``epoch`` left: unless that is old news, wake
+        :meth:`_take_part` to try the lease now. (A leaving run's own listener is
+        cancelled already; a run of this member that began while an earlier one
+        was leaving hears that one's message, and takes the lead too.)"""
+        if epoch < self.newest_epoch:
+            self.ignored += 1  # a stale leader's: the lease has moved on since
+            return
+        self.newest_epoch = epoch
+        self._leaving.set()
 
 
 # -- in memory (tests) -------------------------------------------------------------------
@@ -346,14 +449,18 @@ class MemoryBus:
 
 __all__ = [
     "ID_BITS",
+    "LEAVING",
+    "RELEASE_TIMEOUT",
     "Bus",
     "Fleet",
     "Lease",
     "MemoryBus",
     "MemoryLease",
     "Message",
+    "decode_leaving",
     "decode_message",
     "default_lease_time",
+    "encode_leaving",
     "encode_message",
     "event_id",
 ]

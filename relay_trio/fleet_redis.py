@@ -5,19 +5,23 @@ key                       type    content
 ========================  ======  ==============================================
 ``P:{fleet}:lease``       string  the leader's epoch; expires (PX) unless renewed
 ``P:{fleet}:epoch``       int     the last epoch given out (INCR): fencing tokens
-``P:{fleet}:snapshots``   pubsub  channel: ``<epoch>\\n`` + the SSE event
+``P:{fleet}:snapshots``   pubsub  channel: ``<epoch>\\n`` + the SSE event, or
+                                  ``<epoch>\\nleaving\\n`` (a clean leave)
 ========================  ======  ==============================================
 
 The two keys share the ``{fleet}`` hash tag, so each script touches one slot.
 Taking the lease is one script (the INCR only when the lease is free: SET NX
 with a fresh token); renewing and releasing are check-and-set scripts on the
 epoch. Every call is one round trip in a worker thread (:class:`RedisIO`), not
-abandoned on cancel.
+abandoned on cancel: a leaving leader's release and leaving message run under
+:data:`~relay_trio.fleet.RELEASE_TIMEOUT`, and one already sent when it expires
+finishes first (within the socket timeout).
 
 The subscription holds one connection of its own (a pool of one) and reads it
 in a worker thread, one ``get_message`` (at most :data:`READ_WAIT` s) at a time;
 that read **is** abandoned on cancel: it consumes nothing but snapshots, which
-the next tick replaces. A lock keeps the abandoned read and the closing of the
+the next tick replaces, and leaving messages, whose loss costs only the wait of
+the silence rule. A lock keeps the abandoned read and the closing of the
 connection apart. A lost connection is reopened after a second; what was
 published meanwhile is lost (the follower hears the next one).
 """

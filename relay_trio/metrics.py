@@ -4,15 +4,29 @@ Broker counters are labelled ``queue`` and count what *this process* did
 (a server counts the enqueues it took; a worker its claims and acks):
 :class:`JobMetrics` has those and the latency histogram (what a worker
 exports, with its own, see :mod:`relay_trio.worker_metrics`); :class:`Metrics`
-(the server's) adds the queue depth gauge and the hub and stream metrics.
+(the server's) adds the queue depth gauge and the hub and stream metrics, and,
+on a server started with ``--fleet`` only (:meth:`Metrics.watch_fleet`), this
+process's part in the fleet (spec section 13, :mod:`relay_trio.fleet`), read
+from its :class:`~relay_trio.fleet.Fleet` at scrape time (:class:`FleetCollector`):
+
+=================================  =======  ============================================
+``relay_fleet_leader``             gauge    1 while this process leads (polls for all)
+``relay_fleet_epoch``              gauge    the newest epoch it has seen (its own, leading)
+``relay_fleet_leads_total``        counter  times it took the lease
+``relay_fleet_handovers_total``    counter  of those, at once on a leaving leader's word
+``relay_fleet_leaves_total``       counter  leads it gave up cleanly (released, announced)
+``relay_fleet_relayed_total``      counter  snapshots of another process delivered here
+``relay_fleet_ignored_total``      counter  messages of an older epoch (a stale leader's)
+=================================  =======  ============================================
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 LATENCY_BUCKETS = tuple(0.001 * 3**k for k in range(13))  # 1 ms ... ~531 s
 POLL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -32,6 +46,57 @@ BROKER_EVENTS = (
 )
 DEPTH_STATES = ("ready", "inflight", "delayed", "dlq")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class FleetStats(Protocol):
+    """What :class:`FleetCollector` reads: :class:`relay_trio.fleet.Fleet` has it."""
+
+    @property
+    def leading(self) -> bool: ...
+    @property
+    def newest_epoch(self) -> int: ...
+    @property
+    def leads(self) -> int: ...
+    @property
+    def handovers(self) -> int: ...
+    @property
+    def left(self) -> int: ...
+    @property
+    def relayed(self) -> int: ...
+    @property
+    def ignored(self) -> int: ...
+
+
+class FleetCollector:
+    """The ``relay_fleet_*`` metrics (see the module doc) of one process's fleet
+    member, read at scrape time: counting costs the fleet nothing."""
+
+    def __init__(self, fleet: FleetStats) -> None:
+        self.fleet = fleet
+
+    def describe(self) -> list[Metric]:
+        return []  # registered without a scrape
+
+    def collect(self) -> Iterator[Metric]:
+        f = self.fleet
+        yield GaugeMetricFamily(
+            "relay_fleet_leader",
+            "1 while this process leads the fleet (polls for all)",
+            value=1 if f.leading else 0,
+        )
+        yield GaugeMetricFamily(
+            "relay_fleet_epoch",
+            "The newest fleet epoch this process has seen",
+            value=f.newest_epoch,
+        )
+        for name, doc, value in (
+            ("leads", "Times this process took the fleet's lease", f.leads),
+            ("handovers", "Leads taken at once when the leader left cleanly", f.handovers),
+            ("leaves", "Leads this process gave up cleanly (lease released)", f.left),
+            ("relayed", "Snapshots of another process delivered here", f.relayed),
+            ("ignored", "Fleet messages of an older epoch (a stale leader's)", f.ignored),
+        ):
+            yield CounterMetricFamily(f"relay_fleet_{name}", doc, value=value)
 
 
 class JobMetrics:
@@ -124,6 +189,17 @@ class Metrics(JobMetrics):
             registry=r,
         )
         self._depth_queues: set[str] = set()
+        self._fleet: FleetCollector | None = None
+
+    def watch_fleet(self, fleet: FleetStats | None) -> None:
+        """Export ``fleet``'s ``relay_fleet_*`` metrics from now on (a server with
+        ``--fleet``), instead of the fleet watched before; ``None``: none."""
+        if self._fleet is not None:
+            self.registry.unregister(self._fleet)
+            self._fleet = None
+        if fleet is not None:
+            self._fleet = FleetCollector(fleet)
+            self.registry.register(self._fleet)
 
     # -- from the hub ------------------------------------------------------------
 

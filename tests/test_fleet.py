@@ -5,7 +5,9 @@ pytest-trio's ``autojump_clock`` (a ``MockClock(autojump_threshold=0)``).
 A "process" here is a :class:`Member`: a hub with a :class:`Fleet` as its relay,
 served in a cancel scope of its own. Killing one (SIGKILL) cuts it off the lease
 and the bus first (a dead process sends nothing, not even a release) and then
-cancels it.
+cancels it; one leaves cleanly (releases the lease and says so) when its last
+subscriber leaves. At the end, three real server processes: a SIGKILLed leader
+is replaced after its lease expires, a SIGTERMed one hands over at once.
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ from support.sse import Events, data_of, is_data
 from relay_trio.broker import open_broker
 from relay_trio.fleet import (
     ID_BITS,
+    RELEASE_TIMEOUT,
     Fleet,
     Lease,
     MemoryBus,
     MemoryLease,
+    decode_leaving,
     decode_message,
     default_lease_time,
+    encode_leaving,
     encode_message,
     event_id,
 )
@@ -180,6 +185,17 @@ def test_messages_round_trip() -> None:
     for bad in (b"", b"7\n", b"7\nid: 1\n", b"x\nid: 1\ndata: []\n\n", b"7\ndata: []\n\n"):
         with pytest.raises(ValueError, match=r"not a fleet|invalid literal"):
             decode_message(bad)
+
+
+def test_leaving_messages_round_trip_and_are_no_snapshots() -> None:
+    leaving = encode_leaving(12)
+    assert decode_leaving(leaving) == 12
+    with pytest.raises(ValueError, match="not a fleet"):
+        decode_message(leaving)
+    seq = event_id(12, 1)
+    snapshot = encode_message(12, Snapshot(seq, [], encode_event(seq, []), 0.0))
+    for other in (snapshot, b"", b"garbage", b"12\nleaving", b"x\nleaving\n", b"-1\nleaving\n"):
+        assert decode_leaving(other) is None
 
 
 # -- election ---------------------------------------------------------------------------
@@ -380,6 +396,160 @@ async def test_a_follower_sends_keepalives_while_the_fleet_is_silent(
             assert trio.current_time() - killed_at <= 1.0 + default_lease_time(1.0)
 
 
+# -- a clean leave -----------------------------------------------------------------------
+
+
+async def listen_until_cancelled(
+    member: Member,
+    into: Seen,
+    scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """:func:`listen` until ``scope`` is cancelled (the subscriber leaves)."""
+    with scope:
+        await listen(member, into, task_status=task_status)
+
+
+async def test_a_leader_that_leaves_cleanly_hands_over_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The leader's last subscriber leaves (its child is cancelled): it releases the
+    lease and says so; one follower takes the lead at once (not after lease_time +
+    interval of silence), the others keep following; a stale leave changes nothing."""
+    interval = 1.0
+    lease_s = default_lease_time(interval)
+    async with fleet_of(3, interval=interval) as (members, lease, bus), trio.open_nursery() as n:
+        seen: dict[str, Seen] = {m.name: [] for m in members}
+        scopes = {m.name: trio.CancelScope() for m in members}
+        t0 = trio.current_time()
+        for member in members:
+            await n.start(listen_until_cancelled, member, seen[member.name], scopes[member.name])
+        await trio.sleep_until(t0 + 5.5)  # mid-interval: the next tick is 0.5 s away
+        old = leader_of(members)
+        assert old.fleet.epoch == 1
+        survivors = [m for m in members if m is not old]
+        calls = {m.name: m.lease.calls for m in survivors}
+
+        left_at = trio.current_time()
+        scopes[old.name].cancel()  # its last subscriber leaves
+        await trio.sleep(0.01)
+        assert not old.hub.polling and not old.fleet.leading
+        assert old.fleet.left == 1
+        said = bus.published.index(encode_leaving(1))  # after the release, before epoch 2
+        assert decode_message(bus.published[said + 1]).epoch == 2
+        new = leader_of(survivors)
+        assert lease.epoch == 2  # exactly one takeover: the lease is fenced
+        assert new.fleet.handovers == 1 and new.fleet.leads == 1
+        # each follower tried the lease once more, at once; the loser follows
+        assert all(m.lease.calls - calls[m.name] >= 1 for m in survivors)
+        (loser,) = [m for m in survivors if m is not new]
+        assert loser.fleet.handovers == 0 and loser.fleet.leads == 0
+        for member in survivors:
+            got = seen[member.name]
+            first_new = next(t for t, seq in got if epoch_of(seq) == 2)
+            assert first_new - left_at <= 0.01  # a few round trips, not lease_s + interval
+            assert first_new - left_at < (lease_s + interval) / 100
+            assert strictly_increasing(ids(got))
+
+        await trio.sleep(5 * interval)
+        assert leader_of(survivors) is new
+        assert ids(seen[new.name])[-4:] == ids(seen[loser.name])[-4:]
+        assert len([t for t, seq in seen[loser.name] if t > left_at]) >= 5  # every tick
+        polls = sum(m.source.calls for m in members)
+        await trio.sleep(5 * interval)
+        assert sum(m.source.calls for m in members) - polls == 5  # one poller again
+
+        # a stale leave (epoch 1, now 2) and garbage: ignored, no one touches the lease
+        calls = {m.name: m.lease.calls for m in members}
+        ignored = {m.name: m.fleet.ignored for m in survivors}
+        renewals = 5  # the leader's renewals meanwhile, one per tick
+        await bus.publish(encode_leaving(1))
+        await bus.publish(b"0\nleaving")
+        await trio.sleep(5 * interval)
+        assert leader_of(survivors) is new and lease.epoch == 2
+        assert loser.lease.calls == calls[loser.name]
+        assert new.lease.calls - calls[new.name] == renewals
+        assert old.lease.calls == calls[old.name]
+        for member in survivors:
+            assert member.fleet.ignored == ignored[member.name] + 1
+            assert strictly_increasing(ids(seen[member.name]))
+
+        # a leave of the current epoch by someone else (the lease still held):
+        # the follower tries once, loses, and keeps following; no new epoch
+        await bus.publish(encode_leaving(2))
+        await trio.sleep(0.01)
+        assert loser.lease.calls == calls[loser.name] + 1
+        await trio.sleep(3 * interval)
+        assert leader_of(survivors) is new and lease.epoch == 2
+        assert loser.fleet.handovers == 0
+        assert {epoch_of(seq) for t, seq in seen[loser.name] if t > left_at} == {2}
+        n.cancel_scope.cancel()
+
+
+async def test_a_lost_leave_falls_back_on_the_silence(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A leader whose release hangs leaves within RELEASE_TIMEOUT and announces
+    nothing: the follower takes over when the lease expires, as after a death."""
+    async with fleet_of(2) as (members, lease, bus), trio.open_nursery() as n:
+        seen: dict[str, Seen] = {m.name: [] for m in members}
+        scopes = {m.name: trio.CancelScope() for m in members}
+        for member in members:
+            await n.start(listen_until_cancelled, member, seen[member.name], scopes[member.name])
+        await trio.sleep(2.5)
+        old = leader_of(members)
+        (other,) = [m for m in members if m is not old]
+
+        async def hang(epoch: int) -> None:
+            await trio.sleep_forever()
+
+        old.lease.release = hang  # type: ignore[method-assign]
+        left_at = trio.current_time()
+        scopes[old.name].cancel()
+        with trio.fail_after(RELEASE_TIMEOUT + 0.01):
+            await old.fleet.wait_idle()  # the cancellation waited no longer than that
+        assert trio.current_time() - left_at == pytest.approx(RELEASE_TIMEOUT)
+        assert old.fleet.left == 0
+        assert not any(decode_leaving(m) is not None for m in bus.published)
+        await trio.sleep(default_lease_time(1.0) + 2.0)
+        assert leader_of(members) is other
+        assert lease.epoch == 2 and other.fleet.handovers == 0
+        first_new = next(t for t, seq in seen[other.name] if epoch_of(seq) == 2)
+        assert first_new - left_at <= 1.0 + default_lease_time(1.0)
+        n.cancel_scope.cancel()
+
+
+async def test_a_member_resubscribed_while_it_leaves_takes_the_lead_again_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A lone member's last subscriber leaves and a new one comes at once (a page
+    reload): the new child starts while the old one still leaves; it hears that
+    leave and leads again at once, under a new epoch, instead of waiting out the
+    silence."""
+    async with fleet_of(1) as ([a], lease, _bus):
+        release = a.lease.release
+
+        async def slow_release(epoch: int) -> None:  # a round trip that takes a while
+            await trio.sleep(0.05)
+            await release(epoch)
+
+        a.lease.release = slow_release  # type: ignore[method-assign]
+        async with a.hub.subscribe() as first:
+            await first.receive()
+            await trio.sleep(2.5)
+        left_at = trio.current_time()
+        async with a.hub.subscribe() as second:
+            assert a.fleet.leading  # the old child is still leaving
+            got = await second.receive()
+            assert trio.current_time() - left_at == pytest.approx(0.05)
+            assert epoch_of(got.seq) == 2 and lease.epoch == 2
+            assert a.fleet.leading and a.fleet.epoch == 2 and a.fleet.handovers == 1
+            got = await second.receive()
+            assert epoch_of(got.seq) == 2
+            assert trio.current_time() - left_at == pytest.approx(1.05)
+
+
 # -- on Redis ----------------------------------------------------------------------------
 
 
@@ -471,14 +641,16 @@ async def main() -> None:
     url, prefix, interval = sys.argv[1], sys.argv[2], float(sys.argv[3])
     config = ServerConfig(redis_url=url, prefix=prefix, poll_interval=interval, fleet=True)
     async with trio.open_nursery() as nursery:
-        serving = partial(serve_relay, config=config, host="127.0.0.1", port=0)
+        serving = partial(
+            serve_relay, config=config, host="127.0.0.1", port=0, handle_signals=True
+        )
         binds = await nursery.start(serving)
         print("relay-trio server on", binds[0], flush=True)
 
 
 trio.run(main)
 """
-# a server process of its own with ``fleet`` on (``relay-trio server`` has no flag for it yet)
+# a server process of its own with ``fleet`` on; SIGTERM stops it gracefully (as the CLI's)
 
 
 def start_fleet_server(url: str, prefix: str, interval: float) -> tuple[subprocess.Popen[str], str]:
@@ -500,13 +672,20 @@ def start_fleet_server(url: str, prefix: str, interval: float) -> tuple[subproce
 
 
 async def read_stream(client: httpx.AsyncClient, url: str, into: Seen) -> None:
-    """Note (time, id) of every snapshot until the stream ends (its server killed)."""
+    """Note (time, id) of every snapshot until the stream ends (its server killed, or
+    stopped: a shutdown ends every stream)."""
     with contextlib.suppress(httpx.TransportError):
         async with client.stream("GET", url + "/api/stream") as response:
             assert response.status_code == 200
             events = Events(response)
             while True:
-                seq, _ = data_of(await events.next(is_data))
+                try:
+                    event = await events.next(is_data)
+                except AssertionError as exc:
+                    if str(exc) == "the stream ended":
+                        return
+                    raise
+                seq, _ = data_of(event)
                 into.append((trio.current_time(), seq))
 
 
@@ -517,12 +696,14 @@ def polls_of(client: httpx.Client, url: str) -> float:
     return float(match.group(1))
 
 
-async def test_three_server_processes_share_one_poll_and_survive_a_sigkill(
-    redis_server: Any, prefix: str
-) -> None:
+async def leader_lost(redis_url: str, prefix: str, how: signal.Signals) -> list[float]:
+    """Three ``--fleet`` server processes, a stream client on each: one polls for all.
+    Send its leader ``how``; returns, for each other process's client, the seconds
+    from the signal to its first event of a newer epoch (checked: ids keep
+    increasing, the stream goes on, every survivor sees the same new epoch)."""
     interval = 0.2
     lease_time = default_lease_time(interval)
-    procs = [start_fleet_server(redis_server.url, prefix, interval) for _ in range(3)]
+    procs = [start_fleet_server(redis_url, prefix, interval) for _ in range(3)]
     try:
         async with httpx.AsyncClient(timeout=10) as client, trio.open_nursery() as nursery:
             seen: list[Seen] = [[] for _ in procs]
@@ -543,19 +724,46 @@ async def test_three_server_processes_share_one_poll_and_survive_a_sigkill(
             old_epoch = epoch_of(seen[leader][-1][1])
             assert all(epoch_of(i[-1][1]) == old_epoch for i in seen)
 
-            procs[leader][0].send_signal(signal.SIGKILL)
-            killed_at = trio.current_time()
+            procs[leader][0].send_signal(how)
+            signalled_at = trio.current_time()
             await trio.sleep(2 * interval + lease_time + 1.0)
+            delays, new_epochs = [], set()
             for i, into in enumerate(seen):
                 if i == leader:
                     continue
                 assert strictly_increasing(ids(into))
-                first_new = next(t for t, seq in into if epoch_of(seq) > old_epoch)
-                assert first_new - killed_at <= 2 * interval + lease_time, first_new - killed_at
+                first_new, seq = next((t, seq) for t, seq in into if epoch_of(seq) > old_epoch)
+                delays.append(first_new - signalled_at)
+                new_epochs.add(epoch_of(seq))
                 assert len([t for t, _ in into if t > first_new]) >= 3  # and it goes on
+            assert new_epochs == {old_epoch + 1}, new_epochs  # one takeover, no flapping
+            print(f"{how.name}: first event of the new leader after {delays} s")
             nursery.cancel_scope.cancel()
+        assert procs[leader][0].wait(10) == (0 if how == signal.SIGTERM else -how)
+        return delays
     finally:
         for proc, _ in procs:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(5)
+
+
+async def test_three_server_processes_share_one_poll_and_survive_a_sigkill(
+    redis_server: Any, prefix: str
+) -> None:
+    interval = 0.2
+    delays = await leader_lost(redis_server.url, prefix, signal.SIGKILL)
+    for delay in delays:  # the lease of the dead leader had to expire
+        assert delay <= 2 * interval + default_lease_time(interval), delay
+
+
+async def test_a_leader_stopped_gracefully_hands_over_within_an_interval(
+    redis_server: Any, prefix: str
+) -> None:
+    """SIGTERM: the leader's shutdown releases the lease and says so; a follower
+    takes over at once instead of after ``lease_time + interval`` (1.6 s here)."""
+    interval = 0.2
+    delays = await leader_lost(redis_server.url, prefix, signal.SIGTERM)
+    for delay in delays:
+        assert delay <= interval + 0.1, delay
+        assert delay < (interval + default_lease_time(interval)) / 4

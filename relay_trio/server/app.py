@@ -3,9 +3,12 @@
 Lifecycle: ``before_serving`` opens the broker and starts the hub in the app's
 own nursery (the lifespan nursery quart-trio keeps in ``app.nursery``); the
 hub's poller only runs while someone streams (with ``fleet`` on, it shares one
-poll with the other server processes: :mod:`relay_trio.fleet`); its snapshots, and the queue depths
-of ``/metrics`` at scrape time, come from :mod:`.snapshots`. ``after_serving``
-closes the hub and the broker. Requests never spawn work into the app's nursery.
+poll with the other server processes: :mod:`relay_trio.fleet`, and ``/metrics``
+has the ``relay_fleet_*`` metrics); its snapshots, and the queue depths of
+``/metrics`` at scrape time, come from :mod:`.snapshots`. ``after_serving``
+closes the hub, waits (:data:`~relay_trio.fleet.RELEASE_TIMEOUT` and a half
+second at most) for a leading fleet member to hand the lead over, and closes
+the broker. Requests never spawn work into the app's nursery.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from werkzeug.routing import RequestRedirect
 
 from .._errors import NotServing, RedisUnavailable, RelayError
 from ..broker import Broker
-from ..fleet import Fleet
+from ..fleet import RELEASE_TIMEOUT, Fleet
 from ..fleet_redis import RedisBus, RedisLease
 from ..hub import Hub
 from ..metrics import CONTENT_TYPE, Metrics
@@ -174,6 +177,8 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
             metrics=state.metrics,
             relay=relay,
         )
+        state.metrics.watch_fleet(relay)  # relay_fleet_* on /metrics: with --fleet only
+        app.extensions["relay_fleet"] = relay  # the stop waits for its leave
         await app.nursery.start(hub.serve)
         broadcaster = Broadcaster(hub, drop_after=config.drop_after, metrics=state.metrics)
         await app.nursery.start(broadcaster.serve)
@@ -190,6 +195,10 @@ def create_app(config: ServerConfig | None = None, *, metrics: Metrics | None = 
             state.broadcaster.close()
         if state.hub is not None:
             state.hub.close()
+        fleet: Fleet | None = app.extensions.get("relay_fleet")
+        if fleet is not None:  # a leader hands the lead over before its Redis closes
+            with trio.move_on_after(RELEASE_TIMEOUT + 0.5):
+                await fleet.wait_idle()
         if state.broker is not None:
             await state.broker.aclose()
 
