@@ -10,6 +10,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay_trio import Broker, QueueHandler, Worker
+from relay_trio.fleet import Fleet, MemoryBus, MemoryLease
 from relay_trio.metrics import Metrics
 from relay_trio.worker_metrics import WorkerCollector
 
@@ -20,7 +21,9 @@ SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 def exported() -> set[str]:
     """Every sample name the server's and a worker's /metrics can show."""
     names = set()
-    for family in text_string_to_metric_families(Metrics().render().decode()):
+    server = Metrics()
+    server.watch_fleet(Fleet(MemoryLease(), MemoryBus()))  # a server with --fleet
+    for family in text_string_to_metric_families(server.render().decode()):
         names |= {family.name, *(s.name for s in family.samples)}
     worker = Worker(Broker.from_url("redis://127.0.0.1:1/0"), [QueueHandler("q", print)])
     for metric in WorkerCollector(worker).collect():
@@ -58,6 +61,7 @@ def test_every_query_names_exported_metrics() -> None:
         assert wanted in used
     assert {"relay_job_latency_seconds_bucket", "relay_jobs_dead_total"} <= used
     assert any(name.startswith("relay_worker_") for name in used)
+    assert {"relay_fleet_leader", "relay_fleet_relayed_total"} <= used
 
 
 def test_the_queue_variable_comes_from_the_depth_gauge() -> None:
