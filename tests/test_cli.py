@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 import redis
 import trio
 from support import make_dead
-from support.cli import DEAD_URL, HEX32, TESTS_DIR, Cli, Q, Result, clean_env
+from support.cli import DEAD_URL, HEX32, Cli, Q, Result, clean_env, running
 
 from relay_trio import Broker, JobNotFound, JobState
 
@@ -254,25 +253,13 @@ async def test_the_demo_worker_processes_jobs_and_stops_on_sigterm(
         "worker", "--queue", Q, "--handler", "demo", "--demo-fail-rate", "0",
         "--demo-sleep-ms", "5",
     )  # fmt: skip
-    out_file, err_file = tmp_path / "out.txt", tmp_path / "err.txt"
-    with out_file.open("wb") as out_f, err_file.open("wb") as err_f:
-        proc = await trio.lowlevel.open_process(
-            argv, env=clean_env(), cwd=TESTS_DIR.parent, stdout=out_f, stderr=err_f
-        )
-    try:
+    async with running(argv, tmp_path) as worker:
         with trio.fail_after(15):
             while (await broker.stats(Q)).processed_total < 10:
-                assert proc.poll() is None, err_file.read_text()
+                assert worker.proc.poll() is None, worker.err()
                 await trio.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        with trio.fail_after(15):
-            await proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            await proc.wait()
-    out, err = out_file.read_text(), err_file.read_text()
-    assert proc.returncode == 0, err
+    out, err = worker.out(), worker.err()
+    assert worker.proc.returncode == 0, err
     assert "worker stopped" in out
     assert "10 succeeded, 0 failed" in out
     assert "Traceback" not in err

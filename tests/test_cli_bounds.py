@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from support.cli import DEAD_URL, HEX32, TESTS_DIR, Cli, Q, clean_env
+from support.cli import DEAD_URL, HEX32, Cli, Q, clean_env, running
 
 from relay_trio import Broker, JobState
 from relay_trio import cli as climod
@@ -400,28 +399,16 @@ async def test_a_job_past_the_worker_job_timeout_is_nacked(
     argv = cli.argv(
         "worker", "--queue", Q, "--handler", "handlers_for_tests:slow", "--job-timeout", "0.3"
     )
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        proc = await trio.lowlevel.open_process(
-            argv, env=clean_env(), cwd=TESTS_DIR.parent, stdout=out, stderr=out
-        )
-    try:
+    async with running(argv, tmp_path, merged=True) as worker:
         with trio.fail_after(15):
             while (await broker.stats(Q)).dlq < 1:
-                assert proc.poll() is None, log.read_text()
+                assert worker.proc.poll() is None, worker.out()
                 await trio.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        with trio.fail_after(15):
-            await proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            await proc.wait()
     job = await broker.get_job(Q, job_id)
     assert job.state is JobState.DEAD
     assert job.last_error is not None and job.last_error.startswith("timed out after 0.3")
-    assert proc.returncode == 0, log.read_text()
-    assert "Traceback" not in log.read_text()
+    assert worker.proc.returncode == 0, worker.out()
+    assert "Traceback" not in worker.out()
 
 
 # -- enqueue --timeout-ms --------------------------------------------------------

@@ -11,13 +11,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import secrets
-import signal
 import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,7 +23,7 @@ from typing import Any
 import pytest
 import trio
 from support import eventually
-from support.cli import DEAD_URL, Cli, Q, Result, clean_env
+from support.cli import DEAD_URL, Cli, Q, Result, Running, clean_env, running
 
 from relay_trio import Broker, JobNotFound, JobState, RelayClient
 
@@ -107,43 +105,21 @@ def one_line(result: Result, code: int) -> str:
     return lines[0]
 
 
-@dataclass
-class WorkerProcess:
-    proc: trio.Process
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-
 @asynccontextmanager
-async def worker(cli: Cli, cwd: Path, *args: str) -> AsyncIterator[WorkerProcess]:
+async def worker(cli: Cli, cwd: Path, *args: str) -> AsyncIterator[Running]:
     """``relay-trio worker ARGS --redis-url URL --prefix P`` (the connection flags
     after the verb) running in ``cwd``; stopped with SIGTERM at the end, which
     must exit 0."""
     if not RELAY_TRIO.exists():
         pytest.skip("the relay-trio console script is not installed")
-    log = cwd / f"worker-{secrets.token_hex(4)}.log"
     argv = [str(RELAY_TRIO), "worker", *args, "--redis-url", cli.url, "--prefix", cli.prefix]
-    with log.open("wb") as out:
-        proc = await trio.lowlevel.open_process(
-            argv, env=clean_env(), cwd=cwd, stdout=out, stderr=out
-        )
-    running = WorkerProcess(proc, log)
-    try:
-        await eventually(lambda: "Ctrl-C stops" in running.text() or proc.poll() is not None)
-        assert proc.poll() is None, running.text()
-        yield running
-        proc.send_signal(signal.SIGTERM)
-        with trio.fail_after(15):
-            await proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, running.text()
-    assert "worker stopped" in running.text()
-    assert "Traceback" not in running.text()
+    async with running(argv, cwd, merged=True, cwd=cwd) as process:
+        await eventually(lambda: "Ctrl-C stops" in process.out() or process.proc.poll() is not None)
+        assert process.proc.poll() is None, process.out()
+        yield process
+    assert process.proc.returncode == 0, process.out()
+    assert "worker stopped" in process.out()
+    assert "Traceback" not in process.out()
 
 
 # -- worker --tasks -------------------------------------------------------------------
@@ -160,9 +136,9 @@ async def test_worker_tasks_serves_every_queue_of_the_registry(
     every_second = await cli("schedule", "add", "tick", "* * * * * *", Q, "{}")
     assert every_second.code == 0, every_second.err
     async with worker(cli, directory, "--tasks", f"{name}:tasks", "--no-schedules") as running:
-        assert f"worker on {Q}, {Q2} " in running.text()
-        assert f"tasks {name}:tasks: 3 task(s)" in running.text()
-        assert "scheduler off" in running.text()
+        assert f"worker on {Q}, {Q2} " in running.out()
+        assert f"tasks {name}:tasks: 3 task(s)" in running.out()
+        assert "scheduler off" in running.out()
         added = await tasks.add.enqueue(client, 2, 3)
         shouted = await tasks.shout.enqueue(client, "hi")
         job = await broker.wait_job(Q, added, 10)
@@ -188,8 +164,8 @@ async def test_worker_tasks_with_queue_serves_only_those_and_result_ttl_0(
     client = RelayClient(broker)
     args = ("--tasks", f"{name}:tasks", "--queue", Q, "--result-ttl", "0")
     async with worker(cli, directory, *args) as running:
-        assert f"worker on {Q} (" in running.text()
-        assert "no results kept" in running.text()
+        assert f"worker on {Q} (" in running.out()
+        assert "no results kept" in running.out()
         shouted = await tasks.shout.enqueue(client, "not served")
         added = await tasks.add.enqueue(client, 1, 1)
         await eventually(lambda: _processed(broker, Q), within=10)
@@ -231,7 +207,7 @@ async def test_cancel_aborts_a_running_task_on_the_worker(
         ended = await cli("result", Q, job_id, "--wait", "10")
         assert ended.code == 4, ended.err
         assert ended.out.startswith("cancelled")
-    assert "aborted: cancelling its handler" in w.text()
+    assert "aborted: cancelling its handler" in w.out()
 
 
 async def _state_is(broker: Broker, job_id: str, state: JobState) -> bool:

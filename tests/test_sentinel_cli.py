@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
-from support.cli import TESTS_DIR, Cli, clean_env
+from support.cli import Cli, running
 from support.sentinel import SentinelSetup, sentinel_setup
 
 SECRET = "Cli-s3cret_7"
@@ -50,33 +49,21 @@ async def test_enqueue_stats_and_a_worker_over_the_sentinel_url(
         "worker", "--queue", Q, "--handler", "demo", "--demo-fail-rate", "0",
         "--demo-sleep-ms", "5",
     )  # fmt: skip
-    out_file, err_file = tmp_path / "out.txt", tmp_path / "err.txt"
-    with out_file.open("wb") as out_f, err_file.open("wb") as err_f:
-        proc = await trio.lowlevel.open_process(
-            argv, env=clean_env(), cwd=TESTS_DIR.parent, stdout=out_f, stderr=err_f
-        )
-    try:
+    async with running(argv, tmp_path) as worker:
         with trio.fail_after(20):
             while True:
                 now = await cli("stats", "--json", Q)
                 assert now.code == 0, now.err
                 if json.loads(now.out)[0]["processed_total"] == 20:
                     break
-                assert proc.poll() is None, err_file.read_text()
+                assert worker.proc.poll() is None, worker.err()
                 await trio.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        with trio.fail_after(15):
-            await proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err_file.read_text()
+    assert worker.proc.returncode == 0, worker.err()
     listed = await cli("stats")  # every queue
     assert listed.code == 0 and Q in listed.out, listed.err
     no_secret(
         enqueued.out, enqueued.err, stats.out, stats.err, listed.out, listed.err,
-        out_file.read_text(), err_file.read_text(),
+        worker.out(), worker.err(),
     )  # fmt: skip
     with sentinel.client("master") as master:  # it all went to the master
         assert master.get(f"{cli.prefix}:{{{Q}}}:processed") == b"20"

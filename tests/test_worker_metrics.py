@@ -10,7 +10,6 @@ answers to odd requests.
 from __future__ import annotations
 
 import re
-import signal
 import socket
 import sys
 import time
@@ -24,7 +23,7 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 from support import eventually, running_worker
-from support.cli import TESTS_DIR, Cli, clean_env
+from support.cli import TESTS_DIR, Cli, clean_env, running
 
 from relay_trio import Broker, Job, QueueHandler
 from relay_trio.metrics import JobMetrics
@@ -61,28 +60,16 @@ def cli(redis_server: Any, prefix: str) -> Cli:
 async def worker_process(cli: Cli, tmp_path: Path, *args: str) -> AsyncIterator[tuple[Any, str]]:
     """A ``relay-trio worker --metrics-port 0`` process and its metrics URL; SIGTERM
     at the end, which must exit 0."""
-    out_file = tmp_path / "out.txt"
     argv = cli.argv("worker", "--queue", Q, "--metrics-port", "0", *args)
-    with out_file.open("wb") as out:
-        proc = await trio.lowlevel.open_process(
-            argv, env=clean_env(), cwd=TESTS_DIR.parent, stdout=out, stderr=out
-        )
-    try:
+    async with running(argv, tmp_path, merged=True) as process:
 
         def url() -> str | None:
-            assert proc.poll() is None, out_file.read_text()
-            found = re.search(r"metrics on (http://\S+/metrics)", out_file.read_text())
+            assert process.proc.poll() is None, process.out()
+            found = re.search(r"metrics on (http://\S+/metrics)", process.out())
             return found[1] if found else None
 
-        yield proc, await eventually(url, within=15)
-        proc.send_signal(signal.SIGTERM)
-        with trio.fail_after(15):
-            await proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, out_file.read_text()
+        yield process.proc, await eventually(url, within=15)
+    assert process.proc.returncode == 0, process.out()
 
 
 async def scrape(url: str) -> Samples:
