@@ -49,7 +49,7 @@ from .redis_wire import (
     UNSENT,
     E,
     check_cluster_version,
-    cluster_db_problem,
+    cluster_client_failed,
     cluster_info_enabled,
     did_not_run,
     group_by_node,
@@ -228,11 +228,7 @@ class AsyncIO:
             )
             await cluster.initialize()
         except E.RedisClusterException as exc:
-            problem = cluster_db_problem(exc)
-            if problem is not None:
-                raise InvalidInput("redis_url", problem) from exc
-            setattr(exc, UNSENT, True)  # nothing of ours was sent: no node answered
-            raise
+            cluster_client_failed(exc)
         return cluster
 
     async def _execute(self, client: AsyncClient, call: Call) -> list[Any]:

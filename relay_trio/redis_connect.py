@@ -34,7 +34,7 @@ from .redis_wire import (
     UNSENT,
     E,
     check_cluster_version,
-    cluster_db_problem,
+    cluster_client_failed,
     cluster_info_enabled,
     redis_url_problem,
 )
@@ -186,11 +186,7 @@ def cluster_client(
             ),
         )
     except E.RedisClusterException as exc:
-        problem = cluster_db_problem(exc)
-        if problem is not None:
-            raise InvalidInput("redis_url", problem) from exc
-        setattr(exc, UNSENT, True)  # nothing of ours was sent: no node answered
-        raise
+        cluster_client_failed(exc)
 
 
 def close_client(client: Client) -> None:

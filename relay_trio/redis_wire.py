@@ -24,12 +24,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import redis
 
-from ._errors import RedisCommandError, RedisOutcomeUnknown, RedisUnavailable, RelayError
+from ._errors import (
+    InvalidInput,
+    RedisCommandError,
+    RedisOutcomeUnknown,
+    RedisUnavailable,
+    RelayError,
+)
 from ._redact import redact_text
 from .calls import Call, Script, Step
 from .redis_sentinel import is_sentinel_url, sentinel_url_problem
@@ -267,11 +273,15 @@ def check_cluster_version(info: object, where: str) -> None:
 CLUSTER_DB = "a Redis Cluster has only database 0: drop the /N of the URL"
 
 
-def cluster_db_problem(exc: BaseException) -> str | None:
-    """The message for redis-py refusing a cluster URL that names a database."""
+def cluster_client_failed(exc: BaseException) -> NoReturn:
+    """Raise what redis-py's failure to build a cluster client means: a URL that
+    names a database is :class:`InvalidInput` (a cluster has only database 0);
+    anything else is ``exc`` again, marked as raised before anything was sent
+    (no node answered)."""
     if "db" in str(exc):
-        return CLUSTER_DB
-    return None
+        raise InvalidInput("redis_url", CLUSTER_DB) from exc
+    setattr(exc, UNSENT, True)
+    raise exc
 
 
 def group_by_node(slots: Sequence[int | None], node_of: Callable[[int | None], Any]) -> Any:
