@@ -234,7 +234,13 @@ class _SentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
     :class:`relay_trio.redis_connect._Pool`) whose connections go to the master
     the sentinels name. Errors while handing out a connection are marked as
     raised before the command was sent; closing it closes the connections to
-    the sentinels as well."""
+    the sentinels as well, unless it shares them (:func:`sentinel_blocking_twin`)."""
+
+    owns_sentinels = True
+    """False for a twin: its client's pool closes the sentinel connections they
+    share. A twin that closed them would cut a master lookup under way in
+    another thread (``No master found``: a spurious failure while Redis is
+    fine); the fleet's subscription closes its twin whenever it ends."""
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -245,7 +251,7 @@ class _SentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
 
     def disconnect(self, inuse_connections: bool = True) -> None:
         super().disconnect(inuse_connections)
-        if inuse_connections:  # a close, not a switch to a new master
+        if inuse_connections and self.owns_sentinels:  # a close, not a switch of master
             for sentinel in self.sentinel_manager.sentinels:
                 sentinel.connection_pool.disconnect()
 
@@ -288,7 +294,9 @@ def is_sentinel_client(client: redis.Redis | aioredis.Redis) -> bool:
 def sentinel_blocking_twin(client: redis.Redis, max_connections: int) -> redis.Redis:
     """For a :func:`sentinel_client`: a client on the same service for blocking
     pops, with a pool of its own (that also follows the master) whose socket
-    timeout is ``redis_wire.BLOCKING_SOCKET_TIMEOUT``."""
+    timeout is ``redis_wire.BLOCKING_SOCKET_TIMEOUT``. It asks the same
+    sentinels, through the same connections: closing it leaves those open
+    (closing ``client`` closes them)."""
     from .redis_wire import BLOCKING_SOCKET_TIMEOUT
 
     pool = client.connection_pool
@@ -304,6 +312,7 @@ def sentinel_blocking_twin(client: redis.Redis, max_connections: int) -> redis.R
         timeout=pool.timeout,
         **kwargs,
     )
+    twin.owns_sentinels = False
     return redis.Redis(connection_pool=twin)
 
 

@@ -12,27 +12,69 @@ every process is killed and reaped and the directory removed.
 
 With ``password`` the master and the replica require it (and replicate with
 it), written to config files, never on a command line.
+
+:data:`needs_sentinel` is the mark a module whose tests start such a setup may
+set as its ``pytestmark``: without a ``redis-server`` binary that runs a
+sentinel as used here (Redis 5 or newer: ``replicaof``, ``SENTINEL REPLICAS``)
+its tests skip, saying why; in CI (``CI`` set) they run, and fail on what is
+missing, rather than skip.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
 import redis
 
+from relay_trio._errors import EmbeddedRedisError
 from relay_trio.embedded import _free_port, _pdeathsig_preexec, _tail, find_redis_server
 
 SERVICE = "svc"
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 5000
+PORT_ATTEMPTS = 5
+MIN_VERSION = (5, 0)
+"""``replicaof`` and ``SENTINEL REPLICAS`` (the setup uses both) came with Redis 5."""
+
+
+def sentinel_unsupported() -> str | None:
+    """Why this machine cannot start a :class:`SentinelSetup` (no ``redis-server``,
+    or one too old for it), or None."""
+    try:
+        binary = find_redis_server()
+    except EmbeddedRedisError as exc:
+        return f"no redis-server binary ({exc})"
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{binary} --version failed ({exc})"
+    match = re.search(r"\bv=(\d+)\.(\d+)", out)
+    if match is None:
+        return f"{binary} --version does not say its version: {out.strip()[:80]!r}"
+    version = (int(match.group(1)), int(match.group(2)))
+    if version < MIN_VERSION:
+        return f"{binary} is Redis {version[0]}.{version[1]}; the sentinel setup needs 5.0+"
+    return None
+
+
+_UNSUPPORTED = sentinel_unsupported()
+needs_sentinel = pytest.mark.skipif(
+    _UNSUPPORTED is not None and not os.environ.get("CI"),  # in CI: run, and fail
+    reason=f"no Redis Sentinel for these tests: {_UNSUPPORTED}",
+)
 
 
 @dataclass(eq=False)
@@ -91,19 +133,36 @@ class SentinelSetup:
     def log(self, role: str) -> str:
         return _tail(self.tmp / role / "redis.log", 40)
 
+    def switched_at(self) -> float | None:
+        """When the sentinel last switched the service to a new master (its
+        ``+switch-master`` log line), as a ``time.time()``; None if it never did.
+        From then on it names the new master to clients; before, it names the
+        old one or none."""
+        lines = (self.tmp / "sentinel" / "redis.log").read_text(errors="replace").splitlines()
+        for line in reversed(lines):
+            # 18686:X 01 Dec 2026 07:50:56.889 # +switch-master svc 127.0.0.1 1 127.0.0.1 2
+            match = _LOG_LINE.match(line)
+            if match and match.group(2) == f"+switch-master {SERVICE} ":
+                stamp, _, millis = match.group(1).partition(".")
+                local = time.strptime(stamp, "%d %b %Y %H:%M:%S")  # Redis logs local time
+                return time.mktime(local) + int(millis) / 1000
+        return None
+
     # -- starting and stopping ---------------------------------------------------
 
     def _start(self, role: str, conf_lines: list[str], extra: list[str]) -> None:
         home = self.tmp / role
-        home.mkdir()
+        home.mkdir(exist_ok=True)  # again on a retry
         conf = home / "redis.conf"
         conf.touch(mode=0o600)
         conf.write_text("".join(line + "\n" for line in conf_lines))
+        log = home / "redis.log"
+        log.unlink(missing_ok=True)  # a fresh log for each attempt
         port = self.ports[role]
         args = [find_redis_server(), str(conf), *extra]
         args += ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(home)]
-        args += ["--daemonize", "no", "--loglevel", "notice", "--logfile", str(home / "redis.log")]
-        with open(home / "redis.log", "ab") as out:
+        args += ["--daemonize", "no", "--loglevel", "notice", "--logfile", str(log)]
+        with open(log, "ab") as out:
             self.procs[role] = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
@@ -114,21 +173,39 @@ class SentinelSetup:
                 preexec_fn=_pdeathsig_preexec(),
             )
 
-    def start(self) -> None:
-        for role in ("master", "replica", "sentinel"):
+    def _launch(
+        self,
+        role: str,
+        conf_lines: list[str],
+        extra: list[str],
+        ready: Callable[[], object],
+        timeout: float,
+    ) -> None:
+        """Start ``role`` on a free port and wait until ``ready``. A port found free
+        may be taken before the process binds it (another test's server, another
+        suite on the machine): then again on another port, as ``EmbeddedRedis``."""
+        for _ in range(PORT_ATTEMPTS):
             self.ports[role] = _free_port()
+            self._start(role, conf_lines, extra)
+            try:
+                self._wait(ready, role, timeout)
+                return
+            except _PortTaken:
+                continue
+        raise RuntimeError(f"{role}: no free port in {PORT_ATTEMPTS} attempts")
+
+    def start(self) -> None:
         data = ['save ""', "appendonly no", "repl-diskless-sync-delay 0"]
         if self.password:
             data += [
                 f"requirepass {_quoted(self.password)}",
                 f"masterauth {_quoted(self.password)}",
             ]
-        self._start("master", data, [])
-        self._wait(lambda: self.client("master").ping(), "master", 10)
-        self._start("replica", data, ["--replicaof", "127.0.0.1", str(self.ports["master"])])
+        self._launch("master", data, [], lambda: self.client("master").ping(), 10)
         # in sync before the sentinel starts: its first INFO of the master lists the
         # replica (the next comes 10 s later)
-        self._wait(self._in_sync, "replica", 15)
+        replicaof = ["--replicaof", "127.0.0.1", str(self.ports["master"])]
+        self._launch("replica", data, replicaof, self._in_sync, 15)
         sentinel = [
             f"sentinel monitor {SERVICE} 127.0.0.1 {self.ports['master']} 1",
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
@@ -137,8 +214,7 @@ class SentinelSetup:
         ]
         if self.password:
             sentinel.append(f"sentinel auth-pass {SERVICE} {_quoted(self.password)}")
-        self._start("sentinel", sentinel, ["--sentinel"])
-        self._wait(self._sentinel_ready, "sentinel", 15)
+        self._launch("sentinel", sentinel, ["--sentinel"], self._sentinel_ready, 15)
 
     def _in_sync(self) -> bool:
         with self.client("replica") as replica:
@@ -173,7 +249,10 @@ class SentinelSetup:
         while time.monotonic() < deadline:
             proc = self.procs[role]
             if proc.poll() is not None:
-                raise RuntimeError(f"{role} exited ({proc.returncode}); log:\n{self.log(role)}")
+                log = self.log(role)
+                if "already in use" in log:
+                    raise _PortTaken(role)
+                raise RuntimeError(f"{role} exited ({proc.returncode}); log:\n{log}")
             with contextlib.suppress(redis.RedisError, OSError):
                 if check():
                     return
@@ -187,6 +266,13 @@ class SentinelSetup:
         for proc in self.procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
+
+
+class _PortTaken(Exception):
+    """The process exited at once: its port was taken after it was found free."""
+
+
+_LOG_LINE = re.compile(r"\d+:X (\d\d \w{3} \d{4} [\d:]{8}\.\d{3}) [#*.-] (\+[\w-]+ \S+ )")
 
 
 def _quoted(value: str) -> str:
@@ -217,4 +303,11 @@ def sentinel_setup(*, password: str | None = None) -> Iterator[SentinelSetup]:
             setup.stop()
 
 
-__all__ = ["DOWN_AFTER_MS", "SERVICE", "SentinelSetup", "sentinel_setup"]
+__all__ = [
+    "DOWN_AFTER_MS",
+    "SERVICE",
+    "SentinelSetup",
+    "needs_sentinel",
+    "sentinel_setup",
+    "sentinel_unsupported",
+]
