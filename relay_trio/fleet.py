@@ -54,8 +54,8 @@ hit), the fleet falls back on the silence rule above. A cancelled member leaves
 nothing behind but, at worst, a lease that expires on its own.
 
 Nothing here does I/O of its own: :class:`Lease` and :class:`Bus` do
-(:mod:`relay_trio.fleet_redis` over Redis; :class:`MemoryLease` and
-:class:`MemoryBus` in memory, for tests).
+(:mod:`relay_trio.fleet_redis` over Redis; :mod:`relay_trio.fleet_memory` in
+memory, for tests).
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -173,6 +173,44 @@ def decode_message(message: bytes) -> Message:
 # -- the member --------------------------------------------------------------------------
 
 
+LOG_EVERY = 30.0
+"""Seconds between two warnings while the subscription keeps failing."""
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one error inside nested exception groups of one (a nursery's wrapping)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+class _Failing:
+    """Logs a run of failed subscriptions: the first at once, then one line per
+    :data:`LOG_EVERY` seconds with the count, and the end of the run."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._logged = -math.inf
+
+    def failed(self, exc: Exception) -> None:
+        self.count += 1
+        now = trio.current_time()
+        if now - self._logged >= LOG_EVERY:
+            self._logged = now
+            log.warning(
+                "fleet: no subscription to the snapshot channel (%d attempt(s) failed; "
+                "retrying every poll interval): %s",
+                self.count,
+                _leaf(exc),
+            )
+
+    def ended(self) -> None:
+        if self.count:
+            log.info("fleet: subscribed again after %d failed attempt(s)", self.count)
+        self.count = 0
+        self._logged = -math.inf
+
+
 class Fleet:
     """One process's part in the fleet: the ``relay`` of its hub (see the module doc).
 
@@ -229,14 +267,16 @@ class Fleet:
         self._runs += 1
         if self._idle.is_set():
             self._idle = trio.Event()
+        failing = _Failing()
         try:
             while True:
                 try:
                     async with self._bus.subscribe() as messages, trio.open_nursery() as nursery:
+                        failing.ended()
                         nursery.start_soon(self._listen, messages, deliver)
                         await self._take_part(take, deliver, interval)
                 except Exception as exc:  # the bus could not subscribe: try again
-                    log.warning("fleet: no subscription to the snapshot channel: %s", exc)
+                    failing.failed(exc)
                     await trio.sleep(interval)
         finally:
             self._runs -= 1
@@ -379,74 +419,6 @@ class Fleet:
         self._leaving.set()
 
 
-# -- in memory (tests) -------------------------------------------------------------------
-
-
-class MemoryLease:
-    """A lease in memory, with Redis's semantics (expiry on trio's clock)."""
-
-    def __init__(self) -> None:
-        self.epoch = 0
-        self.holder: int | None = None
-        self.expires = -math.inf
-        self.calls = 0
-
-    def _held(self) -> int | None:
-        if self.holder is not None and trio.current_time() >= self.expires:
-            self.holder = None
-        return self.holder
-
-    async def acquire(self, ttl: float) -> int | None:
-        self.calls += 1
-        await trio.lowlevel.checkpoint()
-        if self._held() is not None:
-            return None
-        self.epoch += 1
-        self.holder, self.expires = self.epoch, trio.current_time() + ttl
-        return self.epoch
-
-    async def renew(self, epoch: int, ttl: float) -> bool:
-        self.calls += 1
-        await trio.lowlevel.checkpoint()
-        if self._held() != epoch:
-            return False
-        self.expires = trio.current_time() + ttl
-        return True
-
-    async def release(self, epoch: int) -> None:
-        self.calls += 1
-        await trio.lowlevel.checkpoint()
-        if self._held() == epoch:
-            self.holder = None
-
-
-class MemoryBus:
-    """A pub/sub channel in memory: each subscriber gets what is published while
-    it is subscribed (a full subscriber loses the message, as a slow Redis client
-    would its connection)."""
-
-    def __init__(self) -> None:
-        self.subscribers: set[trio.MemorySendChannel[bytes]] = set()
-        self.published: list[bytes] = []
-
-    async def publish(self, message: bytes) -> None:
-        await trio.lowlevel.checkpoint()
-        self.published.append(message)
-        for send in list(self.subscribers):
-            with suppress(trio.WouldBlock):
-                send.send_nowait(message)
-
-    @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[trio.abc.ReceiveChannel[bytes]]:
-        send, receive = trio.open_memory_channel[bytes](64)
-        self.subscribers.add(send)
-        try:
-            yield receive
-        finally:
-            self.subscribers.discard(send)
-            send.close()
-
-
 __all__ = [
     "ID_BITS",
     "LEAVING",
@@ -454,8 +426,6 @@ __all__ = [
     "Bus",
     "Fleet",
     "Lease",
-    "MemoryBus",
-    "MemoryLease",
     "Message",
     "decode_leaving",
     "decode_message",

@@ -12,6 +12,10 @@ subscriber leaves.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 import trio.testing
@@ -28,6 +32,7 @@ from support.fleet import (
 
 from relay_trio.fleet import (
     RELEASE_TIMEOUT,
+    Fleet,
     decode_leaving,
     decode_message,
     default_lease_time,
@@ -35,6 +40,7 @@ from relay_trio.fleet import (
     encode_message,
     event_id,
 )
+from relay_trio.fleet_memory import MemoryBus, MemoryLease
 from relay_trio.hub import KEEPALIVE_EVENT, Snapshot, encode_event
 
 # -- messages ---------------------------------------------------------------------------
@@ -414,3 +420,56 @@ async def test_a_member_resubscribed_while_it_leaves_takes_the_lead_again_at_onc
             got = await second.receive()
             assert epoch_of(got.seq) == 2
             assert trio.current_time() - left_at == pytest.approx(1.05)
+
+
+# -- a subscription that keeps failing ----------------------------------------------------
+
+
+class FailingBus:
+    """A bus whose subscription fails inside a nursery (as RedisBus's does when
+    Redis is down) until ``healed``."""
+
+    def __init__(self) -> None:
+        self.healed = False
+        self.attempts = 0
+        self.inner = MemoryBus()
+
+    async def publish(self, message: bytes) -> None:
+        await self.inner.publish(message)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[trio.abc.ReceiveChannel[bytes]]:
+        self.attempts += 1
+        if not self.healed:
+            async with trio.open_nursery():
+                raise ConnectionError("Redis is unavailable: boom")
+        async with self.inner.subscribe() as messages:
+            yield messages
+
+
+async def test_a_failing_subscription_is_logged_once_per_30_s_with_its_cause(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = FailingBus()
+    fleet = Fleet(MemoryLease(), bus)
+    seen: list[Snapshot] = []
+
+    async def take(seq: int) -> Snapshot:
+        return Snapshot(seq, [], encode_event(seq, []), trio.current_time())
+
+    caplog.set_level(logging.INFO, logger="relay_trio.fleet")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fleet.run, take, seen.append, 1.0)
+        await trio.sleep(65)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert bus.attempts >= 60  # it keeps trying every interval ...
+        assert len(warnings) == 3  # ... and says so at 0, 30 and 60 s
+        assert all("Redis is unavailable: boom" in w for w in warnings)
+        assert not any("Exceptions from Trio nursery" in w for w in warnings)
+        assert "(1 attempt(s) failed" in warnings[0] and "(61 attempt(s)" in warnings[2]
+        bus.healed = True
+        await trio.sleep(3)
+        assert seen, "it leads once subscribed"
+        infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+        assert any(m.startswith("fleet: subscribed again after ") for m in infos)
+        nursery.cancel_scope.cancel()

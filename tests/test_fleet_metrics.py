@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.servers import Running, running_server
 from support.sse import Events, is_data
 
-from relay_trio.fleet import Fleet, MemoryBus, MemoryLease
+from relay_trio.fleet import Fleet
+from relay_trio.fleet_memory import MemoryBus, MemoryLease
 from relay_trio.metrics import Metrics
 
 FLEET_METRICS = {

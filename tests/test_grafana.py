@@ -10,7 +10,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay_trio import Broker, QueueHandler, Worker
-from relay_trio.fleet import Fleet, MemoryBus, MemoryLease
+from relay_trio.fleet import Fleet
+from relay_trio.fleet_memory import MemoryBus, MemoryLease
 from relay_trio.metrics import Metrics
 from relay_trio.worker_metrics import WorkerCollector
 

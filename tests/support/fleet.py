@@ -11,13 +11,8 @@ from dataclasses import dataclass, field
 import trio
 import trio.testing
 
-from relay_trio.fleet import (
-    ID_BITS,
-    Fleet,
-    Lease,
-    MemoryBus,
-    MemoryLease,
-)
+from relay_trio.fleet import ID_BITS, Fleet, Lease
+from relay_trio.fleet_memory import MemoryBus, MemoryLease
 from relay_trio.hub import KEEPALIVE_EVENT, Hub
 from support.hub import FakeSource
 
