@@ -33,14 +33,15 @@ class LuaScript:
     Each script's header names its KEYS and ARGV. Loading reads package files
     once per name (:func:`lua`); nothing here talks to Redis.
 
-    On a Redis Cluster a script goes with a ``#!lua`` first line (Redis 7+:
-    :meth:`variant`): with it, Redis refuses any key the script touches outside
-    the slot of its declared KEYS ("Script attempted to access keys that do not
-    hash to the same slot"), so the rule that every key a script builds shares
-    its KEYS' slot is enforced by the server, not only kept by the scripts.
-    (Without the line, as on a single Redis 6.2 or 7, Redis does not check.)"""
+    On a Redis Cluster of Redis 7.0 or later a script goes *flagged*, with a
+    ``#!lua`` first line (:meth:`variant`): with it, Redis refuses any key the
+    script touches outside the slot of its declared KEYS ("Script attempted to
+    access keys that do not hash to the same slot"), so the rule that every key
+    a script builds shares its KEYS' slot is enforced by the server, not only
+    kept by the scripts. (Redis 6.2 knows no such line; on a single Redis there
+    is no slot to keep to.)"""
 
-    __slots__ = ("cluster_sha", "cluster_source", "name", "sha", "source")
+    __slots__ = ("flagged_sha", "flagged_source", "name", "sha", "source")
 
     def __init__(self, name: str, source: str | None = None) -> None:
         self.name = name
@@ -53,12 +54,12 @@ class LuaScript:
             )
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
-        self.cluster_source = "#!lua\n" + source
-        self.cluster_sha = hashlib.sha1(self.cluster_source.encode()).hexdigest()
+        self.flagged_source = "#!lua\n" + source
+        self.flagged_sha = hashlib.sha1(self.flagged_source.encode()).hexdigest()
 
-    def variant(self, *, cluster: bool) -> tuple[str, str]:
-        """``(sha, source)`` to send: the flagged variant on a cluster."""
-        return (self.cluster_sha, self.cluster_source) if cluster else (self.sha, self.source)
+    def variant(self, *, flagged: bool) -> tuple[str, str]:
+        """``(sha, source)`` to send: the flagged variant or the plain one."""
+        return (self.flagged_sha, self.flagged_source) if flagged else (self.sha, self.source)
 
 
 _SCRIPTS: dict[str, LuaScript] = {}

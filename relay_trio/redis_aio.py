@@ -48,10 +48,10 @@ from .redis_wire import (
     DEFAULT_SOCKET_TIMEOUT,
     UNSENT,
     E,
-    check_cluster_version,
     cluster_client_failed,
     cluster_info_enabled,
     did_not_run,
+    flags_scripts,
     group_by_node,
     one_slot,
     redis_url_problem,
@@ -77,10 +77,10 @@ class _Pool(aioredis.BlockingConnectionPool):
             raise
 
 
-async def _run_script(client: AsyncClient, step: Script) -> Any:
-    """EVALSHA, loading the script on NOSCRIPT (on a cluster: on every primary,
-    and its flagged variant, see :class:`~relay_trio.calls.LuaScript`)."""
-    sha, source = step.script.variant(cluster=isinstance(client, AsyncCluster))
+async def _run_script(client: AsyncClient, step: Script, flagged: bool) -> Any:
+    """EVALSHA, loading the script on NOSCRIPT (on a cluster: on every primary);
+    ``flagged``: its flagged variant (see :class:`~relay_trio.calls.LuaScript`)."""
+    sha, source = step.script.variant(flagged=flagged)
     try:
         return await client.evalsha(sha, len(step.keys), *step.keys, *step.args)
     except redis.exceptions.NoScriptError:
@@ -88,9 +88,9 @@ async def _run_script(client: AsyncClient, step: Script) -> Any:
         return await client.evalsha(sha, len(step.keys), *step.keys, *step.args)
 
 
-async def _run_step(client: AsyncClient, step: Step) -> Any:
+async def _run_step(client: AsyncClient, step: Step, flagged: bool = False) -> Any:
     if isinstance(step, Script):
-        return await _run_script(client, step)
+        return await _run_script(client, step, flagged)
     return await client.execute_command(*step.args)
 
 
@@ -117,6 +117,7 @@ class AsyncIO:
         self._resolved = not detect_cluster
         self._resolving: asyncio.Lock | None = None
         self._slots: asyncio.Semaphore | None = None  # bounds calls on a cluster
+        self._flagged = False  # a cluster of Redis 7.0+: its scripts go flagged
         kwargs = client.connection_pool.connection_kwargs
         self.where = sentinel_where(client) or str(
             kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
@@ -200,9 +201,11 @@ class AsyncIO:
             except E.ResponseError:  # INFO refused (an ACL, a proxy): a single server
                 info = None
             if cluster_info_enabled(info):
-                with contextlib.suppress(E.ResponseError):  # INFO server refused: let it try
+                try:  # Redis 7.0+ takes flagged scripts (#!lua); INFO refused: plain ones
                     server = await single.execute_command("INFO", "server")  # type: ignore[no-untyped-call]
-                    check_cluster_version(server, self.where)
+                except E.ResponseError:
+                    server = None
+                self._flagged = flags_scripts(server)
                 cluster = await self._cluster(self._socket_timeout)
                 try:
                     blocking = await self._cluster(BLOCKING_SOCKET_TIMEOUT)
@@ -245,7 +248,13 @@ class AsyncIO:
         return await self._settle(client, results, call)
 
     async def _settle(
-        self, client: AsyncClient, results: list[Any], call: Call, *, cluster: bool = False
+        self,
+        client: AsyncClient,
+        results: list[Any],
+        call: Call,
+        *,
+        cluster: bool = False,
+        flagged: bool = False,
     ) -> list[Any]:
         """:func:`relay_trio.redis_wire.settle`, awaiting the steps run again."""
         for index, value in enumerate(results):
@@ -253,7 +262,7 @@ class AsyncIO:
                 continue
             if did_not_run(value, cluster=cluster):
                 try:
-                    results[index] = await _run_step(client, call.steps[index])
+                    results[index] = await _run_step(client, call.steps[index], flagged)
                     continue
                 except E.ResponseError as again:
                     value = again
@@ -280,7 +289,7 @@ class AsyncIO:
             for step, ks in zip(steps, keys, strict=True)
         ]
         groups = group_by_node(slots, lambda slot: _node_of(client, slot))
-        commands = [wire_args(step, cluster=True) for step in steps]
+        commands = [wire_args(step, flagged=self._flagged) for step in steps]
         results: list[Any] = [None] * len(steps)
         outcomes = await asyncio.gather(
             *(_send_node(node, commands, indexes, results) for node, indexes in groups),
@@ -291,12 +300,16 @@ class AsyncIO:
             if isinstance(failed, E.ConnectionError | E.TimeoutError):
                 await _refresh(client)  # the node may have failed over: learn the new map
             raise failed
-        return await self._settle(client, results, call, cluster=True)
+        return await self._settle(client, results, call, cluster=True, flagged=self._flagged)
 
     async def _cluster_transaction(
         self, client: AsyncCluster, call: Call, slot: int | None
     ) -> list[Any]:
-        commands = [("MULTI",), *(wire_args(s, cluster=True) for s in call.steps), ("EXEC",)]
+        commands = [
+            ("MULTI",),
+            *(wire_args(s, flagged=self._flagged) for s in call.steps),
+            ("EXEC",),
+        ]
         replies: list[Any] = [None] * len(commands)
         for attempt in (1, 2):
             await _send_node(_node_of(client, slot), commands, range(len(commands)), replies)
@@ -309,7 +322,7 @@ class AsyncIO:
                 raise queued or executed
             if isinstance(executed, BaseException):
                 raise executed
-            return await self._settle(client, list(executed), call)
+            return await self._settle(client, list(executed), call, flagged=self._flagged)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def error(self, exc: redis.RedisError) -> RelayError:

@@ -28,7 +28,7 @@ from redis.cluster import NodeCommands, PipelineCommand, RedisCluster
 from ._errors import RelayError
 from .calls import Call, Script, Step
 from .redis_connect import run_step
-from .redis_wire import UNSENT, E, group_by_node, one_slot, settle, step_name, wire_args
+from .redis_wire import FLAGGED, UNSENT, E, group_by_node, one_slot, settle, step_name, wire_args
 
 
 def step_keys(client: Any, step: Step) -> Sequence[Any]:
@@ -63,7 +63,8 @@ def execute_cluster(
         return _transaction(client, call, errors)
     slots = [step_slot(client, step) for step in steps]
     groups = group_by_node(slots, functools.partial(node_of, client))
-    commands = [wire_args(step, cluster=True) for step in steps]
+    flagged = bool(getattr(client, FLAGGED, False))
+    commands = [wire_args(step, flagged=flagged) for step in steps]
     results = _send_grouped(client, commands, groups)
     failed = next((r for r in results if isinstance(r, E.ConnectionError | E.TimeoutError)), None)
     if failed is not None:
@@ -118,11 +119,12 @@ def _transaction(
 ) -> list[Any]:
     keys = [key for step in call.steps for key in step_keys(client, step)]
     slot = one_slot("a transaction (MULTI/EXEC)", keys, client.keyslot)
+    flagged = bool(getattr(client, FLAGGED, False))
     for attempt in (1, 2):
         redis_node = client.get_redis_connection(node_of(client, slot))
         pipe = redis_node.pipeline(transaction=True)
         for step in call.steps:
-            pipe.execute_command(*wire_args(step, cluster=True))  # type: ignore[no-untyped-call]
+            pipe.execute_command(*wire_args(step, flagged=flagged))  # type: ignore[no-untyped-call]
         try:
             results: list[Any] = pipe.execute(raise_on_error=False)
         except (E.AskError, E.TryAgainError):  # EXECABORT: the slot moved, nothing ran
@@ -130,6 +132,6 @@ def _transaction(
                 raise
             refresh(client)
             continue
-        rerun = functools.partial(run_step, redis_node, cluster=True)
+        rerun = functools.partial(run_step, redis_node, flagged=flagged)
         return settle(results, call.steps, call, errors, rerun)
     raise AssertionError("unreachable")  # pragma: no cover

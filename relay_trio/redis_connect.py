@@ -12,7 +12,6 @@ before the command was sent (:data:`~relay_trio.redis_wire.UNSENT`).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
@@ -30,12 +29,13 @@ from .redis_wire import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SOCKET_TIMEOUT,
+    FLAGGED,
     SENTINEL_SCHEME,
     UNSENT,
     E,
-    check_cluster_version,
     cluster_client_failed,
     cluster_info_enabled,
+    flags_scripts,
     redis_url_problem,
 )
 
@@ -148,18 +148,22 @@ class _CheckedPool(_Pool):
 
 def cluster_enabled(client: redis.Redis) -> bool:
     """Whether the server of ``client`` is a Redis Cluster node (one ``INFO cluster``).
-    A server that refuses ``INFO`` (an ACL, a proxy) counts as a single server. A
-    cluster node older than Redis 7.0 is :class:`RedisUnavailable` (see
-    :func:`~relay_trio.redis_wire.check_cluster_version`)."""
+    A server that refuses ``INFO`` (an ACL, a proxy) counts as a single server."""
     try:
         info = client.execute_command("INFO", "cluster")  # type: ignore[no-untyped-call]
     except E.ResponseError:
         return False
-    if not cluster_info_enabled(info):
+    return cluster_info_enabled(info)
+
+
+def cluster_flags_scripts(client: redis.Redis) -> bool:
+    """Whether the cluster node of ``client`` takes flagged scripts (Redis 7.0+:
+    one ``INFO server``; refused: no)."""
+    try:
+        info = client.execute_command("INFO", "server")  # type: ignore[no-untyped-call]
+    except E.ResponseError:
         return False
-    with contextlib.suppress(E.ResponseError):  # INFO server refused: let it try
-        check_cluster_version(client.execute_command("INFO", "server"), where(client))  # type: ignore[no-untyped-call]
-    return True
+    return flags_scripts(info)
 
 
 def cluster_client(
@@ -244,12 +248,12 @@ def where(client: Client) -> str:
     )
 
 
-def run_script(client: Any, step: Script, *, cluster: bool | None = None) -> Any:
-    """EVALSHA, loading the script on NOSCRIPT (on a cluster: on every primary,
-    and its flagged variant; ``cluster`` None: whether ``client`` is a cluster's)."""
-    if cluster is None:
-        cluster = isinstance(client, RedisCluster)
-    sha, source = step.script.variant(cluster=cluster)
+def run_script(client: Any, step: Script, *, flagged: bool | None = None) -> Any:
+    """EVALSHA, loading the script on NOSCRIPT (on a cluster: on every primary).
+    ``flagged``: send the flagged variant (None: as the client's mark says)."""
+    if flagged is None:
+        flagged = bool(getattr(client, FLAGGED, False))
+    sha, source = step.script.variant(flagged=flagged)
     try:
         return client.evalsha(sha, len(step.keys), *step.keys, *step.args)
     except redis.exceptions.NoScriptError:
@@ -257,8 +261,8 @@ def run_script(client: Any, step: Script, *, cluster: bool | None = None) -> Any
         return client.evalsha(sha, len(step.keys), *step.keys, *step.args)
 
 
-def run_step(client: Client, step: Step, *, cluster: bool | None = None) -> Any:
+def run_step(client: Client, step: Step, *, flagged: bool | None = None) -> Any:
     """Send one step on its own (blocking)."""
     if isinstance(step, Script):
-        return run_script(client, step, cluster=cluster)
+        return run_script(client, step, flagged=flagged)
     return client.execute_command(*step.args)  # type: ignore[no-untyped-call]

@@ -30,6 +30,7 @@ from .redis_connect import (
     close_client,
     cluster_client,
     cluster_enabled,
+    cluster_flags_scripts,
     password_of,
     run_step,
     single_client,
@@ -41,6 +42,7 @@ from .redis_wire import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SOCKET_TIMEOUT,
+    FLAGGED,
     SENTINEL_SCHEME,
     relay_error,
     settle,
@@ -97,6 +99,7 @@ class Target:
         self._resolved: Client | None = client
         self._blocking: Client | None = None
         self._blocking_size = 0
+        self._flagged = False  # a cluster of Redis 7.0+: its scripts go flagged
         if client is not None:
             first = client
         elif url is not None and url.startswith(SENTINEL_SCHEME):
@@ -147,12 +150,15 @@ class Target:
                 first = self.first
                 assert isinstance(first, redis.Redis) and self.url is not None
                 if cluster_enabled(first):
-                    self._resolved = cluster_client(
+                    self._flagged = cluster_flags_scripts(first)
+                    cluster = cluster_client(
                         self.url,
                         socket_timeout=self._socket_timeout,
                         connect_timeout=self._connect_timeout,
                         max_connections=self._max_connections,
                     )
+                    setattr(cluster, FLAGGED, self._flagged)  # scripts go with #!lua
+                    self._resolved = cluster
                     first.connection_pool.disconnect()
                 else:
                     self._resolved = first
@@ -173,6 +179,7 @@ class Target:
                         connect_timeout=self._connect_timeout,
                         max_connections=max_connections,
                     )
+                    setattr(twin, FLAGGED, self._flagged)
                 elif self.url is not None and self.url.startswith(SENTINEL_SCHEME):
                     twin = self._sentinel(BLOCKING_SOCKET_TIMEOUT, max_connections)
                 else:

