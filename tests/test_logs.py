@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 from support import eventually
-from support.cli import TESTS_DIR, Cli, clean_env
+from support.cli import Cli, running
 
 from relay_trio import Broker, JobState
 from relay_trio.cli import build_parser
@@ -189,28 +189,13 @@ async def run_worker(
 ) -> tuple[str, str]:
     """A ``relay-trio worker`` process with ``args`` until ``until()`` is true, then
     SIGTERM (``signals`` times); its stdout and stderr."""
-    out_file, err_file = tmp_path / "out.txt", tmp_path / "err.txt"
-    with out_file.open("wb") as out_f, err_file.open("wb") as err_f:
-        proc = await trio.lowlevel.open_process(
-            cli.argv("worker", "--queue", Q, *args),
-            env=clean_env(),
-            cwd=TESTS_DIR.parent,
-            stdout=out_f,
-            stderr=err_f,
-        )
-    try:
+    async with running(cli.argv("worker", "--queue", Q, *args), tmp_path) as worker:
         await eventually(until, within=20)
-        for _ in range(signals):
-            proc.send_signal(signal.SIGTERM)
+        for _ in range(signals - 1):  # the block's end sends the last one
+            worker.proc.send_signal(signal.SIGTERM)
             await trio.sleep(0.2)
-        with trio.fail_after(15):
-            await proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            await proc.wait()
-    out, err = out_file.read_text(), err_file.read_text()
-    assert proc.returncode == 0, err
+    out, err = worker.out(), worker.err()
+    assert worker.proc.returncode == 0, err
     assert "Traceback" not in err
     return out, err
 
